@@ -1,0 +1,126 @@
+"""The build: load the collection, run each format in stage order, publish once.
+
+Nothing is written unless every stage succeeded (and, under --strict, nothing warned):
+bad input leaves ``outputs/`` as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from .config import Config, load_config
+from .content import Loaded, load
+from .diagnostics import CarepressError, Diagnostic, error, fails
+from .formats import BuildContext, resolve
+from .ingest import PANDOC_READERS, TEXT_SUFFIXES
+from .writer import publish
+
+DEFAULT_SOURCE_DIR = Path("source")
+DEFAULT_CONFIG = DEFAULT_SOURCE_DIR / "collection.toml"
+DEFAULT_OUT = Path("outputs")
+FALLBACK_EPOCH = 946684800  # 2000-01-01T00:00:00Z: fixed, so builds stay reproducible
+
+
+@dataclass
+class Inputs:
+    sources: list[Path]
+    config_path: Path | None
+    transcripts_dir: Path | None
+
+
+def default_sources(folder: Path = DEFAULT_SOURCE_DIR) -> list[Path]:
+    suffixes = (TEXT_SUFFIXES - {""}) | set(PANDOC_READERS)
+    return sorted(p for p in folder.glob("*") if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def resolve_inputs(sources: list[str] | None, config: str | None) -> Inputs:
+    """--source/--config as given; with no --source, everything in source/ and its collection.toml."""
+    if sources:
+        paths = [Path(s) for s in sources]
+        config_path = Path(config) if config else None
+    else:
+        paths = default_sources()
+        if not paths:
+            raise CarepressError([error("CP100", "no source files in source/ (give --source FILE)", "source/")])
+        config_path = Path(config) if config else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    transcripts = paths[0].parent / "transcripts"
+    return Inputs(paths, config_path, transcripts if transcripts.is_dir() else None)
+
+
+def load_inputs(inputs: Inputs) -> tuple[Config, Loaded]:
+    config = load_config(inputs.config_path) if inputs.config_path else Config()
+    return config, load(inputs.sources, config, transcripts_dir=inputs.transcripts_dir)
+
+
+def source_date_epoch(config: Config) -> int:
+    """SOURCE_DATE_EPOCH if set; else the review date; else a fixed date."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if value.isdigit():
+        return int(value)
+    if config.review_date:
+        return int(_dt.datetime.combine(config.review_date, _dt.time(), _dt.timezone.utc).timestamp())
+    return FALLBACK_EPOCH
+
+
+@dataclass
+class BuildResult:
+    status: int
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    loaded: Loaded | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+Progress = Callable[[str], None]
+
+
+def build(
+    inputs: Inputs,
+    formats: list[str],
+    out: Path,
+    strict: bool = False,
+    options: Mapping[str, object] | None = None,
+    progress: Progress | None = None,
+) -> BuildResult:
+    step = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    try:
+        step("reading sources")
+        config, loaded = load_inputs(inputs)
+    except CarepressError as exc:
+        return BuildResult(1, exc.diagnostics)
+    timings["content"] = time.perf_counter() - start
+    diagnostics = list(loaded.diagnostics)
+    if fails(diagnostics, strict):
+        return BuildResult(1, diagnostics, loaded=loaded, timings=timings)
+    ctx = BuildContext(config=config, source_date_epoch=source_date_epoch(config), report=loaded.report,
+                       options=dict(options or {}), diagnostics=diagnostics)
+    files: dict[str, bytes] = {}
+    for fmt in resolve(formats):
+        step(f"rendering {fmt.name}")
+        t0 = time.perf_counter()
+        try:
+            produced = fmt.renderer()(loaded.collection, ctx)
+        except CarepressError as exc:
+            return BuildResult(1, diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
+        overlap = set(produced) & set(files)
+        if overlap:
+            return BuildResult(1, diagnostics + [error("CP130", f"{fmt.name} would overwrite {sorted(overlap)[0]}")])
+        files.update(produced)
+        ctx.rendered.update(produced)
+        timings[fmt.name] = time.perf_counter() - t0
+    if fails(ctx.diagnostics, strict):
+        return BuildResult(1, ctx.diagnostics, loaded=loaded, timings=timings)
+    step("writing outputs")
+    try:
+        publish(files, out)
+    except CarepressError as exc:
+        return BuildResult(1, ctx.diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
+    timings["total"] = time.perf_counter() - start
+    return BuildResult(0, ctx.diagnostics, files, loaded, timings)

@@ -1,0 +1,289 @@
+"""Command line: ``main(argv) -> int``; never a traceback for bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .build import DEFAULT_OUT, build, load_inputs, resolve_inputs
+from .diagnostics import CarepressError, Diagnostic, Severity, fails
+from .formats import FORMATS, available
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SCHEMA_PATH = Path("schema") / "collection.schema.json"
+
+
+def _print_diagnostics(diagnostics: Sequence[Diagnostic], quiet_info: bool = True) -> None:
+    for d in diagnostics:
+        if quiet_info and d.severity is Severity.INFO:
+            continue
+        print(d, file=sys.stderr)
+
+
+def _format_list(values: list[str] | None) -> list[str]:
+    names: list[str] = []
+    for value in values or []:
+        names.extend(v.strip() for v in value.split(",") if v.strip())
+    return names
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="carepress",
+        description="Turn raw patient-education text into handouts, an e-book, a website and captions.",
+    )
+    parser.add_argument("--version", action="version", version=f"carepress {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add_inputs(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--source", action="append", metavar="PATH",
+                       help="source file (.txt, .md, .html, .docx); repeatable. Default: every file in source/")
+        p.add_argument("--config", metavar="FILE",
+                       help="collection config (TOML). Default: source/collection.toml with the default source")
+
+    b = sub.add_parser("build", help="build outputs from the sources")
+    add_inputs(b)
+    b.add_argument("--formats", action="append", metavar="LIST",
+                   help=f"comma-separated formats ({', '.join(FORMATS)}); default: all available")
+    b.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR", help="output folder (default: outputs)")
+    b.add_argument("--strict", action="store_true", help="fail on warnings too")
+    b.add_argument("--paper", choices=["letter", "a4"], help="PDF paper size (overrides config)")
+    b.add_argument("--profile", choices=["dcmp", "netflix-en", "bbc"], help="caption guideline profile (overrides config)")
+    b.add_argument("--quiet", action="store_true", help="no progress display or summary")
+
+    v = sub.add_parser("validate", help="check sources, configs or content.json files; write nothing")
+    v.add_argument("paths", nargs="*", metavar="PATH")
+    v.add_argument("--config", metavar="FILE")
+    v.add_argument("--strict", action="store_true")
+
+    d = sub.add_parser("dedupe", help="print the dedupe (merge) report")
+    add_inputs(d)
+    d.add_argument("--json", action="store_true", help="print the full report as JSON")
+
+    s = sub.add_parser("schema", help="write schema/collection.schema.json from the models")
+    s.add_argument("--check", action="store_true", help="exit 1 if the committed schema differs")
+    s.add_argument("--out", default=str(SCHEMA_PATH), metavar="FILE")
+
+    c = sub.add_parser("captions", help="caption tools")
+    csub = c.add_subparsers(dest="captions_command", metavar="SUBCOMMAND")
+    lint = csub.add_parser("lint", help="check VTT/SRT files against a captioning profile")
+    lint.add_argument("files", nargs="+", metavar="FILE")
+    lint.add_argument("--profile", choices=["dcmp", "netflix-en", "bbc"], default="dcmp")
+
+    bench = sub.add_parser("bench", help="run the benchmarks")
+    bench.add_argument("--topics", type=int, default=1000)
+    bench.add_argument("--segments", type=int, default=100_000)
+    bench.add_argument("--only", action="append", metavar="NAME", help="run only these benchmarks")
+    return parser
+
+
+def _summary(result, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=False, highlight=False)
+    counts = result.loaded.report.counts()
+    table = Table(title="carepress build", show_header=True, header_style="bold")
+    table.add_column("stage")
+    table.add_column("files", justify="right")
+    table.add_column("seconds", justify="right")
+    per_stage: dict[str, int] = {}
+    for name in result.files:
+        stage = name.split("/", 1)[0] if "/" in name else "content"
+        per_stage[stage] = per_stage.get(stage, 0) + 1
+    for stage, seconds in result.timings.items():
+        if stage == "total":
+            continue
+        table.add_row(stage, str(per_stage.get(stage, 0)), f"{seconds:.2f}")
+    console.print(table)
+    console.print(
+        f"{counts['segments']} segments -> {counts['topics']} topics "
+        f"({counts['exact']} exact, {counts['title_variant']} title-variant, {counts['near_duplicate']} near-duplicate "
+        f"merges; {counts['dropped']} dropped; {counts['conflicts']} conflicts). "
+        f"{len(result.files)} files in {out}/ in {result.timings.get('total', 0):.2f} s."
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    names = _format_list(args.formats) or available()
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown:
+        print(f"carepress: error: unknown format {unknown[0]!r} (choose from {', '.join(FORMATS)})", file=sys.stderr)
+        return EXIT_USAGE
+    missing = [n for n in names if n not in available()]
+    if missing:
+        print(f"carepress: error: format {missing[0]!r} is not available in this version", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        inputs = resolve_inputs(args.source, args.config)
+    except CarepressError as exc:
+        _print_diagnostics(exc.diagnostics)
+        return EXIT_FAILED
+    options = {k: v for k, v in {"paper": args.paper, "profile": args.profile}.items() if v}
+    out = Path(args.out)
+    if args.quiet or not sys.stderr.isatty():
+        result = build(inputs, names, out, args.strict, options)
+    else:
+        from rich.console import Console
+
+        with Console(stderr=True).status("building") as status:
+            result = build(inputs, names, out, args.strict, options, progress=lambda m: status.update(m))
+    _print_diagnostics(result.diagnostics)
+    if result.status != EXIT_OK:
+        print("carepress: build failed; outputs/ left as it was", file=sys.stderr)
+        return result.status
+    if not args.quiet:
+        _summary(result, out)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from .config import load_config
+    from .model import Collection
+
+    diagnostics: list[Diagnostic] = []
+    json_paths = [p for p in args.paths if p.endswith(".json")]
+    toml_paths = [p for p in args.paths if p.endswith(".toml")]
+    source_paths = [p for p in args.paths if p not in json_paths and p not in toml_paths]
+    for path in json_paths:
+        try:
+            Collection.model_validate_json(Path(path).read_bytes())
+        except (OSError, ValidationError) as exc:
+            from .diagnostics import error
+
+            msg = exc.strerror if isinstance(exc, OSError) else "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:20])
+            diagnostics.append(error("CP111", f"not a valid collection: {msg}", path))
+    for path in toml_paths:
+        try:
+            load_config(Path(path))
+        except CarepressError as exc:
+            diagnostics.extend(exc.diagnostics)
+    if source_paths or not args.paths:
+        try:
+            inputs = resolve_inputs(source_paths or None, args.config or (toml_paths[0] if toml_paths else None))
+            _config, loaded = load_inputs(inputs)
+            diagnostics.extend(loaded.diagnostics)
+            counts = loaded.report.counts()
+            print(f"{', '.join(map(str, inputs.sources))}: {counts['segments']} segments -> {counts['topics']} topics")
+        except CarepressError as exc:
+            diagnostics.extend(exc.diagnostics)
+    _print_diagnostics(diagnostics)
+    if fails(diagnostics, args.strict):
+        return EXIT_FAILED
+    print("valid")
+    return EXIT_OK
+
+
+def cmd_dedupe(args: argparse.Namespace) -> int:
+    try:
+        _config, loaded = load_inputs(resolve_inputs(args.source, args.config))
+    except CarepressError as exc:
+        _print_diagnostics(exc.diagnostics)
+        return EXIT_FAILED
+    report = loaded.report
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    topics = Table(title="Topics", header_style="bold")
+    for col in ("#", "slug", "title", "aliases", "sources"):
+        topics.add_column(col)
+    for n, topic in enumerate(loaded.collection.topics, 1):
+        topics.add_row(str(n), topic.slug, topic.title, "; ".join(topic.aliases),
+                       ", ".join(str(s) for s in topic.sources))
+    console.print(topics)
+    merges = Table(title="Merges", header_style="bold")
+    for col in ("segment", "source", "kind", "into", "score", "reason"):
+        merges.add_column(col)
+    for m in report.merges:
+        merges.add_row(str(m.segment), str(m.span), m.kind, m.topic, f"{m.score:.2f}", m.reason)
+    console.print(merges)
+    for d in report.drops:
+        console.print(f"dropped segment {d.segment} ({d.span}): {d.reason} [{d.code}]")
+    counts = report.counts()
+    console.print(
+        f"{counts['segments']} segments -> {counts['topics']} topics: {counts['exact']} exact, "
+        f"{counts['title_variant']} title-variant, {counts['near_duplicate']} near-duplicate merges, "
+        f"{counts['dropped']} dropped, {counts['conflicts']} conflicts"
+    )
+    _print_diagnostics(loaded.diagnostics)
+    return EXIT_OK
+
+
+def schema_text() -> str:
+    from .model import collection_json_schema
+
+    return json.dumps(collection_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    path = Path(args.out)
+    text = schema_text()
+    if args.check:
+        current = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if current != text:
+            print(f"{path}: schema is out of date; run 'carepress schema'", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"{path}: up to date")
+        return EXIT_OK
+    from .writer import publish
+
+    publish({path.name: text.encode("utf-8")}, path.parent)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_captions(args: argparse.Namespace) -> int:
+    if args.captions_command != "lint":
+        print("carepress captions: choose a subcommand: lint", file=sys.stderr)
+        return EXIT_USAGE
+    from .captions.lint import lint_command
+
+    return lint_command(args.files, args.profile)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_command
+
+    return bench_command(args)
+
+
+COMMANDS = {
+    "build": cmd_build,
+    "validate": cmd_validate,
+    "dedupe": cmd_dedupe,
+    "schema": cmd_schema,
+    "captions": cmd_captions,
+    "bench": cmd_bench,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help / usage errors
+        return int(exc.code or 0)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except CarepressError as exc:
+        _print_diagnostics(exc.diagnostics)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("carepress: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

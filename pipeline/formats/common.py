@@ -1,0 +1,75 @@
+"""Pieces every format shares: escaped HTML for body blocks, package assets, dates."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from markupsafe import Markup, escape
+
+from ..model import Collection, ListBlock, Paragraph, Topic
+
+PACKAGE = resources.files("pipeline")
+FONT_DIR = Path(str(PACKAGE / "fonts"))
+TEMPLATE_DIR = Path(str(PACKAGE / "templates"))
+FONT_FILES = {
+    ("normal", 400): "AtkinsonHyperlegible-Regular.ttf",
+    ("normal", 700): "AtkinsonHyperlegible-Bold.ttf",
+    ("italic", 400): "AtkinsonHyperlegible-Italic.ttf",
+    ("italic", 700): "AtkinsonHyperlegible-BoldItalic.ttf",
+}
+FONT_FAMILY = "Atkinson Hyperlegible"
+FONT_LICENCE = "OFL.txt"
+
+
+@lru_cache(maxsize=None)
+def font_bytes(name: str) -> bytes:
+    return (FONT_DIR / name).read_bytes()
+
+
+def blocks_html(blocks: tuple[Paragraph | ListBlock, ...]) -> Markup:
+    """Body blocks as HTML/XHTML; every character of source text is escaped."""
+    parts: list[str] = []
+    for block in blocks:
+        if isinstance(block, Paragraph):
+            parts.append(f"<p>{escape(block.text)}</p>")
+        else:
+            tag = "ol" if block.ordered else "ul"
+            items = "".join(f"<li>{escape(item)}</li>" for item in block.items)
+            parts.append(f"<{tag}>{items}</{tag}>")
+    return Markup("\n".join(parts))
+
+
+def paragraphs_html(text: str) -> Markup:
+    """Plain text with blank-line paragraphs (a description, a transcript) as escaped <p>s."""
+    return Markup("\n".join(f"<p>{escape(p)}</p>" for p in text.split("\n\n") if p.strip()))
+
+
+def epoch_datetime(epoch: int) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc)
+
+
+def human_date(date: _dt.date | None) -> str:
+    """'25 November 2026': unambiguous for readers in any country."""
+    return f"{date.day} {date:%B %Y}" if date else ""
+
+
+def series_label(topic: Topic) -> str:
+    return f"Part {topic.series.part} of {topic.series.total}" if topic.series else ""
+
+
+def presenter_line(collection: Collection) -> str:
+    p = collection.presenter
+    if p is None:
+        return ""
+    return f"{p.name}, {p.role}" if p.role else p.name
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
