@@ -31,6 +31,7 @@ class Inputs:
     sources: list[Path]
     config_path: Path | None
     transcripts_dir: Path | None
+    captions_dir: Path | None = None
 
 
 def default_sources(folder: Path = DEFAULT_SOURCE_DIR) -> list[Path]:
@@ -49,7 +50,23 @@ def resolve_inputs(sources: list[str] | None, config: str | None) -> Inputs:
             raise CarepressError([error("CP100", "no source files in source/ (give --source FILE)", "source/")])
         config_path = Path(config) if config else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     transcripts = paths[0].parent / "transcripts"
-    return Inputs(paths, config_path, transcripts if transcripts.is_dir() else None)
+    captions = paths[0].parent / "captions"
+    return Inputs(paths, config_path, transcripts if transcripts.is_dir() else None,
+                  captions if captions.is_dir() else None)
+
+
+def read_timed_captions(folder: Path | None) -> dict[str, tuple[str, bytes]]:
+    """Existing timed captions (<slug>.vtt / <slug>.srt) to import; .vtt wins over .srt."""
+    found: dict[str, tuple[str, bytes]] = {}
+    if folder is None:
+        return found
+    for suffix in (".srt", ".vtt"):
+        for path in sorted(folder.glob(f"*{suffix}")):
+            try:
+                found[path.stem] = (str(path), path.read_bytes())
+            except OSError as exc:
+                raise CarepressError([error("CP100", f"cannot read captions: {exc.strerror}", str(path))]) from None
+    return found
 
 
 def load_inputs(inputs: Inputs) -> tuple[Config, Loaded]:
@@ -101,6 +118,10 @@ def build(
         return BuildResult(1, diagnostics, loaded=loaded, timings=timings)
     ctx = BuildContext(config=config, source_date_epoch=source_date_epoch(config), report=loaded.report,
                        options=dict(options or {}), diagnostics=diagnostics)
+    try:
+        ctx.timed_captions = read_timed_captions(inputs.captions_dir)
+    except CarepressError as exc:
+        return BuildResult(1, diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
     files: dict[str, bytes] = {}
     for fmt in resolve(formats):
         step(f"rendering {fmt.name}")

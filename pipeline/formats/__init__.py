@@ -26,6 +26,9 @@ class BuildContext:
     rendered: dict[str, bytes] = field(default_factory=dict)  # files of the stages before this one
     options: Mapping[str, object] = field(default_factory=dict)  # CLI overrides, e.g. paper, profile
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # Existing timed captions to import, by topic slug: (display path, raw bytes) read from
+    # <source dir>/captions/<slug>.vtt or .srt by the build (renderers do no file I/O).
+    timed_captions: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
 
 Renderer = Callable[[Collection, BuildContext], dict[str, bytes]]
@@ -74,7 +77,8 @@ def resolve(names: list[str]) -> list[Format]:
             return
         wanted.add(name)
         for dep in FORMATS[name].requires:
-            add(dep)
+            if dep in available():  # a required stage not built yet is simply skipped
+                add(dep)
 
     for name in names:
         add(name)
