@@ -17,6 +17,7 @@ block puts it.
 from __future__ import annotations
 
 import heapq
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -44,7 +45,9 @@ _PUNCT = re.compile(r"[^\w\s]")
 
 def normalise(text: str) -> str:
     """Comparison key for text: NFKC, straight quotes, case-folded, single spaces."""
-    return _WS.sub(" ", unicodedata.normalize("NFKC", text).translate(_QUOTES).casefold()).strip()
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    return " ".join(text.replace("`", "'").casefold().split())
 
 
 def title_key(title: str) -> str:
@@ -117,19 +120,33 @@ class ConflictRecord:
 
 @dataclass
 class DedupeResult:
+    """Every decision. Per-segment rows are compact tuples so huge sources stay small in memory:
+    (index, title, span, disposition, topic slug, reason, score, merged text)."""
+
     topics: list[DraftTopic]
-    segments: list[SegmentRecord]
-    merges: list[MergeRecord]
+    rows: list[tuple]
     drops: list[DropRecord]
     conflicts: list[ConflictRecord]
     diagnostics: list[Diagnostic]
 
+    @property
+    def segments(self) -> list[SegmentRecord]:
+        return [SegmentRecord(r[0], r[1], r[2], r[3], r[4]) for r in self.rows]
+
+    @property
+    def merges(self) -> list[MergeRecord]:
+        return [
+            MergeRecord(_MERGE_KIND[r[3]], r[4], r[0], r[2], r[1], r[5], r[6], r[7])
+            for r in self.rows
+            if r[3] in _MERGE_KIND
+        ]
+
     def counts(self) -> dict[str, int]:
-        kinds = [m.kind for m in self.merges]
+        kinds = [r[3] for r in self.rows]
         return {
-            "segments": len(self.segments),
+            "segments": len(self.rows),
             "topics": len(self.topics),
-            "exact": kinds.count("exact"),
+            "exact": kinds.count("exact-duplicate"),
             "title_variant": kinds.count("title-variant"),
             "near_duplicate": kinds.count("near-duplicate"),
             "dropped": len(self.drops),
@@ -137,29 +154,42 @@ class DedupeResult:
         }
 
     def to_dict(self) -> dict:
+        return json.loads(self.to_json())
+
+    def to_json(self) -> bytes:
+        """The report as JSON: one line per segment, so a huge report is built line by line."""
+
+        def dump(value: object) -> str:
+            return json.dumps(value, ensure_ascii=False)
+
         def span(s: SourceSpan) -> dict:
             return {"file": s.file, "first_line": s.first_line, "last_line": s.last_line}
 
-        return {
-            "summary": self.counts(),
-            "segments": [
-                {"index": r.index, "title": r.title, "source": span(r.span), "disposition": r.disposition, "topic": r.topic}
-                for r in self.segments
-            ],
-            "merges": [
-                {
-                    "kind": m.kind, "topic": m.topic, "segment": m.segment, "source": span(m.span), "title": m.title,
-                    "reason": m.reason, "score": m.score, **({"merged_text": m.merged_text} if m.merged_text else {}),
-                }
-                for m in self.merges
-            ],
-            "drops": [
-                {"segment": d.segment, "source": span(d.span), "title": d.title, "code": d.code, "reason": d.reason}
-                for d in self.drops
-            ],
-            "conflicts": [{"title": c.title, "topics": list(c.topics), "score": c.score} for c in self.conflicts],
-            "diagnostics": [d.to_dict() for d in self.diagnostics],
-        }
+        def row(r: tuple) -> str:
+            record = {"index": r[0], "title": r[1], "source": span(r[2]), "disposition": r[3], "topic": r[4]}
+            if r[3] in _MERGE_KIND:
+                record.update(kind=_MERGE_KIND[r[3]], reason=r[5], score=r[6])
+                if r[7]:
+                    record["merged_text"] = r[7]
+            elif r[3] == "dropped":
+                record.update(reason=r[5])
+            return dump(record)
+
+        parts = ['{\n  "summary": ', dump(self.counts()), ',\n  "segments": [']
+        parts.append(",".join("\n    " + row(r) for r in self.rows))
+        parts.append('\n  ],\n  "drops": [')
+        parts.append(",".join("\n    " + dump({"segment": d.segment, "source": span(d.span), "title": d.title,
+                                              "code": d.code, "reason": d.reason}) for d in self.drops))
+        parts.append('\n  ],\n  "conflicts": [')
+        parts.append(",".join("\n    " + dump({"title": c.title, "topics": list(c.topics), "score": c.score})
+                              for c in self.conflicts))
+        parts.append('\n  ],\n  "diagnostics": [')
+        parts.append(",".join("\n    " + dump(d.to_dict()) for d in self.diagnostics))
+        parts.append("\n  ]\n}\n")
+        return "".join(parts).encode("utf-8")
+
+
+_MERGE_KIND = {"exact-duplicate": "exact", "title-variant": "title-variant", "near-duplicate": "near-duplicate"}
 
 
 # ---------------------------------------------------------------- algorithm
@@ -180,8 +210,7 @@ def dedupe(segments: Iterable[Segment]) -> DedupeResult:
     by_title: dict[str, list[DraftTopic]] = {}
     body_keys: dict[int, str] = {}  # topic id -> key of its current canonical body
     raw_seen: dict[tuple[str, str], str] = {}  # exact key -> raw title+body of first sighting
-    records: list[tuple[Segment, str, DraftTopic | None]] = []
-    merges: list[tuple[str, Segment, DraftTopic, str, float, str | None]] = []
+    records: list[list] = []  # [index, title, span, disposition, topic, reason, score, merged text]
     drops: list[DropRecord] = []
     conflicts: list[tuple[str, DraftTopic, DraftTopic, float]] = []
     diagnostics: list[Diagnostic] = []
@@ -194,7 +223,7 @@ def dedupe(segments: Iterable[Segment]) -> DedupeResult:
                 warning("CP201", f"title '{seg.title}' has no text under it; dropped (see dedupe report)",
                         seg.span.file, seg.span.first_line)
             )
-            records.append((seg, "dropped", None))
+            records.append([seg.index, seg.title, seg.span, "dropped", None, "title with no body", None, None])
             continue
         text = blocks_text(seg.blocks)
         tkey, bkey = title_key(seg.title), normalise(text)
@@ -202,15 +231,14 @@ def dedupe(segments: Iterable[Segment]) -> DedupeResult:
         topic = exact.get((tkey, bkey))
         if topic is not None:
             reason = "identical" if raw_seen[(tkey, bkey)] == raw else "identical after normalisation"
-            merges.append(("exact", seg, topic, reason, 1.0, None))
-            records.append((seg, "exact-duplicate", topic))
+            records.append([seg.index, seg.title, seg.span, "exact-duplicate", topic, reason, 1.0, None])
         elif bkey in by_body:
             topic = by_body[bkey]
             topic.titles.setdefault(tkey, seg.title)
             if _specificity(seg.title) > _specificity(topic.title):
                 topic.title = seg.title
-            merges.append(("title-variant", seg, topic, "same body under another title", 1.0, None))
-            records.append((seg, "title-variant", topic))
+            records.append([seg.index, seg.title, seg.span, "title-variant", topic,
+                            "same body under another title", 1.0, None])
         else:
             best, score = None, 0.0
             for candidate in by_title.get(tkey, ())[:MAX_TITLE_CANDIDATES]:
@@ -226,19 +254,19 @@ def dedupe(segments: Iterable[Segment]) -> DedupeResult:
                     kept_away = old_text
                 else:
                     kept_away = text
-                merges.append(("near-duplicate", seg, topic, "same title, body differs a little; kept the fuller body",
-                               round(score / 100, 4), kept_away))
+                records.append([seg.index, seg.title, seg.span, "near-duplicate", topic,
+                                "same title, body differs a little; kept the fuller body", round(score / 100, 4),
+                                kept_away])
                 diagnostics.append(
                     info("CP203", f"'{seg.title}': near-duplicate body (similarity {score / 100:.2f}) merged",
                          seg.span.file, seg.span.first_line)
                 )
-                records.append((seg, "near-duplicate", topic))
             else:
                 topic = DraftTopic(len(topics), seg.title, seg.blocks, seg.index, [], {tkey: seg.title})
                 topics.append(topic)
                 body_keys[topic.id] = bkey
                 by_title.setdefault(tkey, []).append(topic)
-                records.append((seg, "topic", topic))
+                records.append([seg.index, seg.title, seg.span, "topic", topic, None, None, None])
                 if best is not None:
                     conflicts.append((seg.title, best, topic, round(score / 100, 4)))
         topic.sources.append(seg.span)
@@ -257,8 +285,7 @@ def dedupe(segments: Iterable[Segment]) -> DedupeResult:
         )
     return DedupeResult(
         topics=ordered,
-        segments=[SegmentRecord(s.index, s.title, s.span, d, t.slug if t else None) for s, d, t in records],
-        merges=[MergeRecord(k, t.slug, s.index, s.span, s.title, r, sc, mt) for k, s, t, r, sc, mt in merges],
+        rows=[(r[0], r[1], r[2], r[3], r[4].slug if r[4] else None, r[5], r[6], r[7]) for r in records],
         drops=drops,
         conflicts=[ConflictRecord(title, (a.slug, b.slug), sc) for title, a, b, sc in conflicts],
         diagnostics=diagnostics,

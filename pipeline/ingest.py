@@ -33,8 +33,7 @@ PANDOC_READERS = {
     ".docx": "docx",
 }
 
-_INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060\u00ad"), None)
-_SPACES = re.compile(r"[\s\u00a0\u2007\u202f\u3000]+")
+_INVISIBLE = ("\ufeff", "\u200b", "\u200c", "\u200d", "\u2060", "\u00ad")
 _BULLET = re.compile(r"^(?:[-*\u2022\u2023\u25e6\u2043]|(\d{1,3})[.)])\s+(.*)$")
 _SENTENCE_END = (".", ",", ";", ":", "!")
 
@@ -62,8 +61,12 @@ class SourceDocument:
 
 
 def clean_line(text: str) -> str:
-    """Drop invisible characters, turn every kind of space into one plain space, strip."""
-    return _SPACES.sub(" ", text.translate(_INVISIBLE)).strip()
+    """Drop invisible characters, turn every kind of space (NBSP too) into one plain space, strip."""
+    if not text.isascii():
+        for char in _INVISIBLE:
+            if char in text:
+                text = text.replace(char, "")
+    return " ".join(text.split())
 
 
 def looks_like_title(text: str) -> bool:

@@ -15,5 +15,5 @@ def dumps(data: object) -> bytes:
 def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
     files = {"content.json": dumps(collection.model_dump(mode="json"))}
     if ctx.report is not None:
-        files["dedupe-report.json"] = dumps(ctx.report.to_dict())
+        files["dedupe-report.json"] = ctx.report.to_json()
     return files
