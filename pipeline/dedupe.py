@@ -17,6 +17,7 @@ block puts it.
 from __future__ import annotations
 
 import heapq
+from functools import lru_cache
 import json
 import re
 import unicodedata
@@ -50,6 +51,7 @@ def normalise(text: str) -> str:
     return " ".join(text.replace("`", "'").casefold().split())
 
 
+@lru_cache(maxsize=1 << 16)
 def title_key(title: str) -> str:
     return _WS.sub(" ", _PUNCT.sub(" ", normalise(title))).strip()
 
@@ -317,9 +319,13 @@ def _merge_order(topics: list[DraftTopic], sequence: list[int], diagnostics: lis
     done: set[int] = set()
     order: list[DraftTopic] = []
     warned = False
+    remaining = sorted((first[t], t) for t in by_id)  # earliest first; consumed lazily on cycles
+    cursor = 0
     while len(order) < len(topics):
         if not ready:  # blocks disagree (a cycle): take the earliest remaining topic
-            tid = min((t for t in by_id if t not in done), key=first.__getitem__)
+            while remaining[cursor][1] in done:
+                cursor += 1
+            tid = remaining[cursor][1]
             if not warned:
                 span = by_id[tid].sources[0]
                 diagnostics.append(info("CP205", "repeated blocks list topics in different orders; "

@@ -1,0 +1,232 @@
+"""The ``html`` format: a static, accessible (WCAG 2.2 AA) site.
+
+``html/index.html`` lists the collection's topics by section and series with their
+downloads; ``html/<slug>.html`` is one page per topic; ``html/assets/`` holds the
+stylesheet and the Atkinson Hyperlegible fonts with their licence. No JavaScript, no
+external requests: fonts and CSS are local, the site links to its sibling output
+folders (``../pdf``, ``../epub``, ``../captions``) with relative URLs, and only to
+files the earlier stages actually produced (``ctx.rendered``), with their real sizes.
+
+All source text goes through autoescaping Jinja2 (``StrictUndefined``); body blocks
+are rendered by :func:`common.blocks_html`, which escapes every character.
+
+Video: the model's ``video_url`` is usually the address of a video *page*, not a media
+file, so a ``<video>`` element pointing at it could never play. A topic whose URL is a
+media file (.mp4, .webm, .ogv, .m4v, .mov) gets ``<video controls preload="none">``
+with a ``<track kind="captions" default>`` for the generated WebVTT file; any other URL
+gets a plain link to the video page plus the captions file as a download; a topic
+with no URL says so in words. The transcript is on every page either way.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import jinja2
+
+from ..diagnostics import CarepressError, error
+from ..model import Collection, Section, Topic
+from . import BuildContext
+from .common import (
+    FONT_FAMILY,
+    FONT_FILES,
+    FONT_LICENCE,
+    TEMPLATE_DIR,
+    blocks_html,
+    epoch_datetime,
+    font_bytes,
+    human_date,
+    human_size,
+    paragraphs_html,
+    presenter_line,
+    series_label,
+)
+
+HTML_TEMPLATES = TEMPLATE_DIR / "html"
+MEDIA_SUFFIXES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm",
+                  ".ogv": "video/ogg", ".mov": "video/quicktime"}
+ASSET_FONTS = "assets/fonts"
+LANGUAGE_NAMES = {"en": "English", "fr": "Français", "es": "Español", "de": "Deutsch"}
+
+
+@dataclass(frozen=True)
+class Download:
+    """A link to a file an earlier stage produced: href relative to ``html/``."""
+
+    href: str
+    kind: str  # "PDF", "EPUB", "WebVTT"
+    mime: str
+    details: str  # "PDF, 1 page, 48 KB"
+
+
+@lru_cache(maxsize=None)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HTML_TEMPLATES)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.globals.update(series_label=series_label, human_date=human_date)
+    return env
+
+
+def pdf_page_count(data: bytes) -> int | None:
+    """Pages in a PDF, or None when the bytes are not a readable PDF."""
+    if not data.startswith(b"%PDF-"):
+        return None
+    try:
+        from pypdf import PdfReader
+
+        return len(PdfReader(io.BytesIO(data)).pages)
+    except Exception:  # noqa: BLE001 - any unreadable PDF: just omit the page count
+        return None
+
+
+def _details(kind: str, data: bytes) -> str:
+    parts = [kind]
+    if kind == "PDF":
+        pages = pdf_page_count(data)
+        if pages:
+            parts.append(f"{pages} page" + ("" if pages == 1 else "s"))
+    parts.append(human_size(len(data)))
+    return ", ".join(parts)
+
+
+def _download(rendered: dict[str, bytes], path: str, kind: str, mime: str) -> Download | None:
+    data = rendered.get(path)
+    if data is None:
+        return None
+    return Download(href=f"../{path}", kind=kind, mime=mime, details=_details(kind, data))
+
+
+def human_duration(seconds: float | None) -> str:
+    """'1 minute 5 seconds' (empty when unknown)."""
+    if not seconds:
+        return ""
+    total = max(1, round(seconds))
+    minutes, secs = divmod(total, 60)
+    parts = []
+    if minutes:
+        parts.append(f"{minutes} minute" + ("" if minutes == 1 else "s"))
+    if secs:
+        parts.append(f"{secs} second" + ("" if secs == 1 else "s"))
+    return " ".join(parts)
+
+
+def media_type(url: str | None) -> str | None:
+    """The MIME type when the URL names a playable media file, else None (a video page)."""
+    if not url:
+        return None
+    path = urlsplit(url).path.lower()
+    for suffix, mime in MEDIA_SUFFIXES.items():
+        if path.endswith(suffix):
+            return mime
+    return None
+
+
+def _topic_downloads(rendered: dict[str, bytes], topic: Topic) -> dict[str, Download | None]:
+    return {
+        "handout": _download(rendered, f"pdf/{topic.slug}.pdf", "PDF", "application/pdf"),
+        "large_print": _download(rendered, f"pdf/large-print/{topic.slug}.pdf", "PDF", "application/pdf"),
+        "captions": _download(rendered, f"captions/{topic.slug}.vtt", "WebVTT", "text/vtt"),
+    }
+
+
+def _stylesheet() -> bytes:
+    faces = []
+    for (style, weight), name in sorted(FONT_FILES.items()):
+        faces.append(
+            "@font-face {\n"
+            f'  font-family: "{FONT_FAMILY}";\n'
+            f"  font-style: {style};\n"
+            f"  font-weight: {weight};\n"
+            "  font-display: swap;\n"
+            f'  src: url("fonts/{name}") format("truetype");\n'
+            "}\n"
+        )
+    css = (HTML_TEMPLATES / "site.css").read_text(encoding="utf-8")
+    return ("".join(faces) + "\n" + css.replace("FONT_FAMILY", f'"{FONT_FAMILY}"')).encode("utf-8")
+
+
+def _groups(collection: Collection, section: Section) -> list[dict]:
+    """A section's topics with consecutive parts of one series grouped together."""
+    groups: list[dict] = []
+    for topic in collection.section_topics(section):
+        if topic.series and groups and groups[-1]["series"] and groups[-1]["series"].id == topic.series.id:
+            groups[-1]["topics"].append(topic)
+        else:
+            groups.append({"series": topic.series, "topics": [topic]})
+    return groups
+
+
+def _site_context(collection: Collection, ctx: BuildContext) -> dict:
+    rendered = ctx.rendered
+    published = epoch_datetime(ctx.source_date_epoch).date()
+    booklet = _download(rendered, f"pdf/{collection.id}-booklet.pdf", "PDF", "application/pdf")
+    epub = _download(rendered, f"epub/{collection.id}.epub", "EPUB", "application/epub+zip")
+    return {
+        "collection": collection,
+        "lang": collection.language,
+        "presenter": presenter_line(collection),
+        "review_date": collection.review_date,
+        "published": published,
+        "booklet": booklet,
+        "epub": epub,
+        "downloads": {t.slug: _topic_downloads(rendered, t) for t in collection.topics},
+        "section_of": {t.slug: s for s in collection.sections for t in collection.section_topics(s)},
+        "description_html": paragraphs_html(collection.description),
+        "section_groups": {s.slug: _groups(collection, s) for s in collection.sections},
+        "track_label": LANGUAGE_NAMES.get(collection.language.split("-")[0].lower(), collection.language),
+        "font_family": FONT_FAMILY,
+        "font_licence": f"{ASSET_FONTS}/{FONT_LICENCE}",
+    }
+
+
+def _topic_context(collection: Collection, topic: Topic) -> dict:
+    parts = collection.series_topics(topic)
+    index = parts.index(topic)
+    url = topic.media.video_url
+    return {
+        "topic": topic,
+        "body": blocks_html(topic.body),
+        "transcript": paragraphs_html(topic.transcript) if topic.transcript else None,
+        "parts": parts if topic.series else (),
+        "previous": parts[index - 1] if topic.series and index > 0 else None,
+        "next": parts[index + 1] if topic.series and index + 1 < len(parts) else None,
+        "video_url": url,
+        "video_host": urlsplit(url).hostname if url else None,
+        "video_mime": media_type(url),
+        "duration": human_duration(topic.media.duration_seconds),
+    }
+
+
+def _page(template: str, **values) -> bytes:
+    text = _environment().get_template(template).render(**values)
+    text = re.sub(r"[ \t]+\n", "\n", text)  # no trailing spaces: stable, tidy bytes
+    return text.encode("utf-8")
+
+
+def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
+    try:
+        site = _site_context(collection, ctx)
+        files: dict[str, bytes] = {"html/index.html": _page("index.html", page="index", **site)}
+        for topic in collection.topics:
+            files[f"html/{topic.slug}.html"] = _page(
+                "topic.html", page="topic", **site, **_topic_context(collection, topic)
+            )
+        files["html/assets/site.css"] = _stylesheet()
+        for name in sorted(FONT_FILES.values()):
+            files[f"{'html/' + ASSET_FONTS}/{name}"] = font_bytes(name)
+        files[f"html/{ASSET_FONTS}/{FONT_LICENCE}"] = font_bytes(FONT_LICENCE)
+    except CarepressError:
+        raise
+    except (jinja2.TemplateError, OSError, ValueError, KeyError) as exc:
+        raise CarepressError([error("CP130", f"html: {type(exc).__name__}: {exc}")]) from None
+    return files
