@@ -15,7 +15,8 @@ from typing import Callable, Mapping
 
 from .config import Config, load_config
 from .content import Loaded, load
-from .diagnostics import CarepressError, Diagnostic, error, fails
+from . import cache
+from .diagnostics import CarepressError, Diagnostic, Severity, error, fails
 from .formats import BuildContext, resolve
 from .ingest import PANDOC_READERS, TEXT_SUFFIXES
 from .writer import publish
@@ -91,6 +92,7 @@ class BuildResult:
     files: dict[str, bytes] = field(default_factory=dict)
     loaded: Loaded | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    cached: bool = False
 
 
 Progress = Callable[[str], None]
@@ -103,21 +105,31 @@ def build(
     strict: bool = False,
     options: Mapping[str, object] | None = None,
     progress: Progress | None = None,
+    use_cache: bool = True,
 ) -> BuildResult:
     step = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    options = dict(options or {})
+    key = cache.input_key(inputs, formats, options, strict) if use_cache else None
+    if key is not None:
+        recorded = cache.up_to_date(out, key)
+        if recorded is not None:
+            diags = [Diagnostic(d["code"], Severity(d["severity"]), d["message"], d["file"], d["line"])
+                     for d in recorded]
+            timings["total"] = time.perf_counter() - start
+            return BuildResult(0, diags, timings=timings, cached=True)
     try:
         step("reading sources")
         config, loaded = load_inputs(inputs)
     except CarepressError as exc:
         return BuildResult(1, exc.diagnostics)
-    timings["content"] = time.perf_counter() - start
+    timings["load"] = time.perf_counter() - start
     diagnostics = list(loaded.diagnostics)
     if fails(diagnostics, strict):
         return BuildResult(1, diagnostics, loaded=loaded, timings=timings)
     ctx = BuildContext(config=config, source_date_epoch=source_date_epoch(config), report=loaded.report,
-                       options=dict(options or {}), diagnostics=diagnostics)
+                       options=options, diagnostics=diagnostics)
     try:
         ctx.timed_captions = read_timed_captions(inputs.captions_dir)
     except CarepressError as exc:
@@ -129,7 +141,12 @@ def build(
         try:
             produced = fmt.renderer()(loaded.collection, ctx)
         except CarepressError as exc:
-            return BuildResult(1, diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
+            return BuildResult(1, ctx.diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
+        except Exception as exc:  # a renderer bug: report it cleanly, never a traceback
+            if os.environ.get("CAREPRESS_DEBUG"):
+                raise
+            message = f"{fmt.name} failed: {type(exc).__name__}: {exc} (set CAREPRESS_DEBUG=1 for a traceback)"
+            return BuildResult(1, ctx.diagnostics + [error("CP130", message)], loaded=loaded, timings=timings)
         overlap = set(produced) & set(files)
         if overlap:
             return BuildResult(1, diagnostics + [error("CP130", f"{fmt.name} would overwrite {sorted(overlap)[0]}")])
@@ -139,6 +156,8 @@ def build(
     if fails(ctx.diagnostics, strict):
         return BuildResult(1, ctx.diagnostics, loaded=loaded, timings=timings)
     step("writing outputs")
+    if key is not None:
+        files[cache.MANIFEST] = cache.manifest_bytes(key, files, [d.to_dict() for d in ctx.diagnostics])
     try:
         publish(files, out)
     except CarepressError as exc:

@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--paper", choices=["letter", "a4"], help="PDF paper size (overrides config)")
     b.add_argument("--profile", choices=["dcmp", "netflix-en", "bbc"], help="caption guideline profile (overrides config)")
     b.add_argument("--quiet", action="store_true", help="no progress display or summary")
+    b.add_argument("--force", action="store_true", help="render everything even when outputs are up to date")
 
     v = sub.add_parser("validate", help="check sources, configs or content.json files; write nothing")
     v.add_argument("paths", nargs="*", metavar="PATH")
@@ -85,7 +86,7 @@ def _summary(result, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=False, highlight=False)
+    console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 120)
     counts = result.loaded.report.counts()
     table = Table(title="carepress build", show_header=True, header_style="bold")
     table.add_column("stage")
@@ -93,6 +94,8 @@ def _summary(result, out: Path) -> None:
     table.add_column("seconds", justify="right")
     per_stage: dict[str, int] = {}
     for name in result.files:
+        if name.startswith("."):
+            continue
         stage = name.split("/", 1)[0] if "/" in name else "content"
         per_stage[stage] = per_stage.get(stage, 0) + 1
     for stage, seconds in result.timings.items():
@@ -104,7 +107,7 @@ def _summary(result, out: Path) -> None:
         f"{counts['segments']} segments -> {counts['topics']} topics "
         f"({counts['exact']} exact, {counts['title_variant']} title-variant, {counts['near_duplicate']} near-duplicate "
         f"merges; {counts['dropped']} dropped; {counts['conflicts']} conflicts). "
-        f"{len(result.files)} files in {out}/ in {result.timings.get('total', 0):.2f} s."
+        f"{sum(per_stage.values())} files in {out}/ in {result.timings.get('total', 0):.2f} s."
     )
 
 
@@ -126,16 +129,21 @@ def cmd_build(args: argparse.Namespace) -> int:
     options = {k: v for k, v in {"paper": args.paper, "profile": args.profile}.items() if v}
     out = Path(args.out)
     if args.quiet or not sys.stderr.isatty():
-        result = build(inputs, names, out, args.strict, options)
+        result = build(inputs, names, out, args.strict, options, use_cache=not args.force)
     else:
         from rich.console import Console
 
         with Console(stderr=True).status("building") as status:
-            result = build(inputs, names, out, args.strict, options, progress=lambda m: status.update(m))
+            result = build(inputs, names, out, args.strict, options, progress=lambda m: status.update(m),
+                           use_cache=not args.force)
     _print_diagnostics(result.diagnostics)
     if result.status != EXIT_OK:
         print("carepress: build failed; outputs/ left as it was", file=sys.stderr)
         return result.status
+    if result.cached:
+        if not args.quiet:
+            print(f"{out}/ is up to date (nothing changed; use --force to render again)")
+        return EXIT_OK
     if not args.quiet:
         _summary(result, out)
     return EXIT_OK
@@ -194,7 +202,7 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     topics = Table(title="Topics", header_style="bold")
     for col in ("#", "slug", "title", "aliases", "sources"):
         topics.add_column(col)

@@ -181,6 +181,7 @@ def _site_context(collection: Collection, ctx: BuildContext) -> dict:
         "epub": epub,
         "downloads": {t.slug: _topic_downloads(rendered, t) for t in collection.topics},
         "section_of": {t.slug: s for s in collection.sections for t in collection.section_topics(s)},
+        "has_handouts": any(f"pdf/{t.slug}.pdf" in rendered for t in collection.topics),
         "description_html": paragraphs_html(collection.description),
         "section_groups": {s.slug: _groups(collection, s) for s in collection.sections},
         "track_label": LANGUAGE_NAMES.get(collection.language.split("-")[0].lower(), collection.language),

@@ -1,0 +1,46 @@
+"""Build cache: nothing changed -> nothing rendered, no renderer imported; any change -> rebuild."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, SEED, SEED_CONFIG, run_cli
+
+
+def build(out, *extra):
+    return run_cli("build", "--out", str(out), "--source", str(SEED_CONFIG.parent / SEED.name), "--config",
+                   str(SEED_CONFIG), *extra)
+
+
+def test_unchanged_rebuild_renders_nothing_and_imports_no_renderer(tmp_path, built):
+    out = tmp_path / "o"
+    first = build(out, "--quiet")
+    assert first.returncode == 0, first.stderr
+    code = (
+        "import sys; from pipeline.cli import main; "
+        f"rc = main(['build', '--out', {str(out)!r}, '--source', {str(SEED)!r}, '--config', {str(SEED_CONFIG)!r}]); "
+        "heavy = [m for m in ('weasyprint', 'ebooklib', 'jinja2', 'pypandoc') if m in sys.modules]; "
+        "print('HEAVY', heavy); sys.exit(rc)"
+    )
+    again = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "is up to date" in again.stdout and "HEAVY []" in again.stdout
+
+
+def test_any_change_rebuilds(tmp_path):
+    out = tmp_path / "o"
+    source = tmp_path / SEED.name
+    source.write_bytes(SEED.read_bytes())
+    args = ("--formats", "content", "--source", str(source), "--config", str(SEED_CONFIG))
+    assert run_cli("build", "--out", str(out), *args).returncode == 0
+    assert "up to date" in run_cli("build", "--out", str(out), *args).stdout
+    source.write_bytes(SEED.read_bytes().replace(b"jerky movements", b"jerky head movements"))
+    changed = run_cli("build", "--out", str(out), *args)
+    assert changed.returncode == 0 and "up to date" not in changed.stdout
+    assert "jerky head movements" in (out / "content.json").read_text()
+    (out / "content.json").write_text("{}")  # an output edited by hand is rebuilt
+    assert "up to date" not in run_cli("build", "--out", str(out), *args).stdout
+    assert json.loads((out / "content.json").read_text())["id"] == "dystonia-education"
+    assert "up to date" not in run_cli("build", "--out", str(out), *args, "--force").stdout
