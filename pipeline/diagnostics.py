@@ -40,6 +40,10 @@ CODES: dict[str, str] = {
     "CP205": "repeated blocks disagree on topic order",
     "CP206": "text before the first title with no collection title",
     "CP301": "transcript file names no known topic",
+    "CP310": "caption file is malformed (timed-caption import or lint)",
+    "CP311": "caption file is empty, binary, not UTF-8 or has no cues",
+    "CP312": "timed captions for an unknown topic: not used",
+    "CP313": "a generated caption cue breaks the caption profile",
 }
 
 
