@@ -1,4 +1,4 @@
-"""Captioning guideline profiles: the numbers each guideline sets (sources in PROFILES.md)."""
+"""Captioning guideline profiles: the numbers each guideline sets (sources: README, "Caption profiles")."""
 
 from __future__ import annotations
 
