@@ -34,6 +34,8 @@ PANDOC_READERS = {
 }
 
 _INVISIBLE = ("\ufeff", "\u200b", "\u200c", "\u200d", "\u2060", "\u00ad")
+# C0/C1 control characters (tab aside, which is whitespace): never text; XML cannot even hold most.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _BULLET = re.compile(r"^(?:[-*\u2022\u2023\u25e6\u2043]|(\d{1,3})[.)])\s+(.*)$")
 _SENTENCE_END = (".", ",", ";", ":", "!")
 
@@ -66,6 +68,8 @@ def clean_line(text: str) -> str:
         for char in _INVISIBLE:
             if char in text:
                 text = text.replace(char, "")
+    if not text.isprintable():
+        text = _CONTROLS.sub(" ", text)
     return " ".join(text.split())
 
 

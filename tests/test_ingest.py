@@ -35,6 +35,7 @@ def test_title_heuristic():
 
 def test_clean_line():
     assert clean_line("\ufeff  A\u00a0b\u200b c \t ") == "A b c"
+    assert clean_line("x\x02y\x7fz\x85w\x1b[31m") == "x y z w [31m"  # control characters are never text
 
 
 def test_title_with_no_body_and_body_paragraphs(tmp_path):

@@ -269,7 +269,7 @@ def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
             )
         files["html/assets/site.css"] = _stylesheet()
         for name in sorted(FONT_FILES.values()):
-            files[f"{'html/' + ASSET_FONTS}/{name}"] = font_bytes(name)
+            files[f"html/{ASSET_FONTS}/{name}"] = font_bytes(name)
         files[f"html/{ASSET_FONTS}/{FONT_LICENCE}"] = font_bytes(FONT_LICENCE)
     except CarepressError:
         raise
