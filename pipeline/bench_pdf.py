@@ -1,0 +1,81 @@
+"""PDF benchmark: ms per one-page handout, ours vs plain WeasyPrint vs the weasyprint CLI per file.
+
+All three render the same HTML in the same run. "Plain" is what a script would do:
+``HTML(string=...).write_pdf(pdf_variant="pdf/ua-1")`` with the stylesheet parsed for
+every document and the default URL fetcher (fonts from file:// URLs). "Naive" runs
+the ``weasyprint`` command line once per file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .formats.common import FONT_DIR
+from .formats.pdf import ASSET_BASE, PDF_TEMPLATES, Renderer, handout_html
+
+
+def _seed_topics(n: int):
+    from .build import load_inputs, resolve_inputs
+
+    _config, loaded = load_inputs(resolve_inputs(None, None))
+    collection = loaded.collection
+    topics = [collection.topics[i % len(collection.topics)] for i in range(n)]
+    return collection, topics
+
+
+def run(args) -> dict:
+    import weasyprint
+
+    n = min(max(getattr(args, "topics", 1000) // 20, 20), 100)
+    naive_n = 8
+    collection, topics = _seed_topics(n)
+    htmls = [handout_html(collection, t) for t in topics]
+    css_text = (PDF_TEMPLATES / "base.css").read_text(encoding="utf-8") + "@page { size: Letter; }"
+    font_url = FONT_DIR.resolve().as_uri() + "/"
+    plain_css = css_text.replace('url("fonts/', f'url("{font_url}')
+
+    renderer = Renderer("letter", 1795564800)
+    renderer.pdf(htmls[0], [renderer.base], "warm-up")
+    t0 = time.perf_counter()
+    for i, html in enumerate(htmls):
+        renderer.pdf(html, [renderer.base], f"bench-{i}")
+    ours = (time.perf_counter() - t0) / n * 1000
+
+    plain_docs = [h.replace("</head>", f"<style>{plain_css}</style></head>") for h in htmls]
+    weasyprint.HTML(string=plain_docs[0]).write_pdf(pdf_variant="pdf/ua-1")
+    t0 = time.perf_counter()
+    for doc in plain_docs:
+        weasyprint.HTML(string=doc).write_pdf(pdf_variant="pdf/ua-1")
+    plain = (time.perf_counter() - t0) / n * 1000
+
+    cli = shutil.which("weasyprint", path=str(Path(sys.executable).parent)) or shutil.which("weasyprint")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for i, doc in enumerate(plain_docs[:naive_n]):
+            path = Path(tmp) / f"h{i}.html"
+            path.write_text(doc, encoding="utf-8")
+            files.append(path)
+        t0 = time.perf_counter()
+        for path in files:
+            subprocess.run([cli, "--pdf-variant", "pdf/ua-1", str(path), str(path.with_suffix(".pdf"))],
+                           check=True, capture_output=True)
+        naive = (time.perf_counter() - t0) / naive_n * 1000
+
+    figures = {
+        "handouts": n,
+        "ours_ms_per_handout": round(ours, 1),
+        "plain_weasyprint_ms_per_handout": round(plain, 1),
+        "naive_cli_ms_per_handout": round(naive, 1),
+        "overhead_vs_plain_percent": round((ours / plain - 1) * 100, 1),
+        "speedup_vs_naive": round(naive / ours, 1),
+        "asset_base": ASSET_BASE,
+    }
+    print(f"pdf: {n} one-page handouts: ours {ours:.1f} ms each, plain WeasyPrint {plain:.1f} ms "
+          f"({figures['overhead_vs_plain_percent']:+.1f}%), weasyprint CLI per file {naive:.0f} ms "
+          f"({figures['speedup_vs_naive']}x slower than ours)")
+    return figures

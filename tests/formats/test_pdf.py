@@ -1,0 +1,206 @@
+"""PDF handouts, large print and booklet: PDF/UA structure, text, fonts, safety, reproducibility."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pikepdf
+import pytest
+from conftest import CASES, load_case
+from PIL import Image
+
+from pipeline.formats import BuildContext
+from pipeline.formats.pdf import ASSET_BASE, Fetches, make_fetcher, render_with
+
+
+
+def words(text: str) -> str:
+    return " ".join(text.replace("\u2019", "'").split())
+
+
+def pdftotext(path) -> str:
+    out = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, text=True, check=True)
+    return words(out.stdout)
+
+
+def all_pdfs(folder):
+    return sorted((folder / "pdf").rglob("*.pdf"))
+
+
+@pytest.fixture(scope="module")
+def pdf_dir(built):
+    return built
+
+
+@pytest.fixture(scope="module")
+def video_pdfs():
+    config, loaded = load_case(CASES / "video" / "source.txt", CASES / "video" / "collection.toml")
+    ctx = BuildContext(config=config, source_date_epoch=1795564800)
+    files, renderer = render_with(loaded.collection, ctx)
+    return loaded.collection, files, renderer
+
+
+def open_bytes(data: bytes) -> pikepdf.Pdf:
+    import io
+
+    return pikepdf.open(io.BytesIO(data))
+
+
+def test_every_pdf_is_tagged_pdf_ua(pdf_dir, seed_collection):
+    pdfs = all_pdfs(pdf_dir)
+    assert len(pdfs) == 2 * len(seed_collection.topics) + 1
+    for path in pdfs:
+        with pikepdf.open(path) as pdf:
+            root = pdf.Root
+            assert "/StructTreeRoot" in root, path
+            assert root.MarkInfo.Marked is True
+            assert str(root.Lang) == "en"
+            assert root.ViewerPreferences.DisplayDocTitle is True
+            assert str(pdf.docinfo.Title)
+            meta = pdf.open_metadata()
+            assert meta.get("pdfuaid:part") == "1", path
+            for page in pdf.pages:
+                for _name, font in page.Resources.Font.items():
+                    assert "/ToUnicode" in font
+                    descriptor = font.DescendantFonts[0].FontDescriptor if "/DescendantFonts" in font else font.FontDescriptor
+                    assert "/FontFile2" in descriptor or "/FontFile3" in descriptor, f"{path}: font not embedded"
+                    assert "Atkinson" in str(font.BaseFont)
+
+
+def test_handouts_one_page_with_full_text_in_order(pdf_dir, seed_collection):
+    for topic in seed_collection.topics:
+        path = pdf_dir / "pdf" / f"{topic.slug}.pdf"
+        with pikepdf.open(path) as pdf:
+            assert len(pdf.pages) == 1, f"{topic.slug} does not fit one page"
+            assert str(pdf.docinfo.Title).startswith(topic.title)
+            assert pdf.pages[0].MediaBox[2:] == [612, 792]  # US Letter by default
+        text = pdftotext(path)
+        order = [text.index(words(topic.title)), text.index(words(topic.text)), text.index("Questions for my care team")]
+        assert order == sorted(order)
+        assert "Rocky Mountain Movement Disorders Center" in text and "Dystonia Education" in text
+        assert "Reviewed 25 November 2026" in text and "Presented by Dr. Kumar" in text
+        if topic.series:
+            assert f"Part {topic.series.part} of {topic.series.total}" in text
+
+
+def body_sizes(path, body: str) -> set[float]:
+    """Font sizes (pt) of the text fragments that belong to the topic's body (pypdf text state)."""
+    import pypdf
+
+    body_words = words(body)
+    sizes: set[float] = set()
+
+    def visit(text, cm, tm, _font, size):
+        fragment = words(text)
+        if len(fragment) >= 12 and fragment in body_words:
+            sizes.add(round(size * abs(cm[3]) * abs(tm[3]), 2))
+
+    for page in pypdf.PdfReader(path).pages:
+        page.extract_text(visitor_text=visit)
+    return sizes
+
+
+def test_large_print_is_at_least_18pt(pdf_dir, seed_collection):
+    for topic in seed_collection.topics:
+        normal = body_sizes(pdf_dir / "pdf" / f"{topic.slug}.pdf", topic.text)
+        assert normal and all(13 <= s <= 14 for s in normal), normal
+        large_path = pdf_dir / "pdf" / "large-print" / f"{topic.slug}.pdf"
+        large = body_sizes(large_path, topic.text)
+        assert large and min(large) >= 18, large
+        assert words(topic.text) in pdftotext(large_path)
+
+
+def test_booklet_outline_toc_and_text(pdf_dir, seed_collection):
+    path = pdf_dir / "pdf" / "dystonia-education-booklet.pdf"
+    with pikepdf.open(path) as pdf:
+        with pdf.open_outline() as outline:
+            sections = list(outline.root)
+            assert [s.title for s in sections] == [s.title for s in seed_collection.sections]
+            topics = [t.title for s in sections for t in s.children]
+        assert topics == [t.title for s in seed_collection.sections for t in seed_collection.section_topics(s)]
+        pages = len(pdf.pages)
+    text = pdftotext(path)
+    assert f"Page 2 of {pages}" in text
+    positions = [text.index(words(t.text)) for t in seed_collection.topics]
+    assert positions == sorted(positions)  # reading order = canonical order (sections are contiguous here)
+    contents = text[text.index("Contents"):positions[0]]
+    assert re.search(r"What is Cervical Dystonia\?\s*\.+\s*3", contents), contents[:400]
+
+
+def test_a4_option(tmp_path):
+    from conftest import build_to
+
+    out = build_to(tmp_path / "o", "--formats", "pdf", "--paper", "a4")
+    with pikepdf.open(out / "pdf" / "what-is-blepharospasm.pdf") as pdf:
+        assert [round(float(v)) for v in pdf.pages[0].MediaBox[2:]] == [595, 842]
+
+
+def test_video_handout_has_qr_with_alt_and_printed_url(video_pdfs):
+    collection, files, renderer = video_pdfs
+    topic = collection.topic("what-is-essential-tremor")
+    pdf = open_bytes(files[f"pdf/{topic.slug}.pdf"])
+    figures = []
+
+    def walk(node):
+        if isinstance(node, pikepdf.Dictionary):
+            if node.get("/S") == "/Figure":
+                figures.append(str(node.get("/Alt", "")))
+            kids = node.get("/K")
+            if isinstance(kids, pikepdf.Array):
+                for kid in kids:
+                    walk(kid)
+            elif isinstance(kids, pikepdf.Dictionary):
+                walk(kids)
+
+    walk(pdf.Root.StructTreeRoot)
+    assert figures == [f"QR code: scan it to open the video for \u201c{topic.title}\u201d at {topic.media.video_url}"]
+    assert renderer.fetches.refused == []
+    assert all(u.startswith((ASSET_BASE, "data:")) for u in renderer.fetches.served)
+
+
+def test_hostile_text_is_text_and_nothing_is_fetched(hostile_case, tmp_path):
+    config, loaded = hostile_case
+    files, renderer = render_with(loaded.collection, BuildContext(config=config, source_date_epoch=0))
+    assert renderer.fetches.refused == []
+    assert all(u.startswith((ASSET_BASE, "data:")) for u in renderer.fetches.served)
+    topic = loaded.collection.topics[0]
+    path = tmp_path / "h.pdf"
+    path.write_bytes(files[f"pdf/{topic.slug}.pdf"])
+    text = pdftotext(path)
+    assert "<script>alert(1)</script>" in text
+    assert 'src="file:///etc/passwd"' in text and "http://example.com/tracker.png" in text and "R&D" in text
+    with pikepdf.open(path) as pdf:
+        assert not any(
+            "/XObject" in page.Resources and len(page.Resources.XObject) for page in pdf.pages
+        ), "an image was embedded from hostile markup"
+
+
+def test_fetcher_refuses_everything_but_assets():
+    record = Fetches()
+    fetcher = make_fetcher(record)
+    for url in ("file:///etc/passwd", "http://example.com/x.png", ASSET_BASE + "fonts/../../etc/passwd",
+                ASSET_BASE + "../secret", "https://assets.carepress.invalid.evil.com/fonts/x.ttf"):
+        with pytest.raises(ValueError):
+            fetcher.fetch(url)
+    assert len(record.refused) == 5
+    ok = fetcher.fetch(ASSET_BASE + "fonts/AtkinsonHyperlegible-Regular.ttf")
+    assert ok.read()[:4] == b"\x00\x01\x00\x00"
+
+
+def test_two_renders_are_byte_identical(seed):
+    config, loaded = seed
+    one, _ = render_with(loaded.collection, BuildContext(config=config, source_date_epoch=1795564800))
+    two, _ = render_with(loaded.collection, BuildContext(config=config, source_date_epoch=1795564800))
+    assert one == two
+
+
+def test_first_pages_render_not_blank(pdf_dir, tmp_path):
+    for name in ("what-is-blepharospasm.pdf", "large-print/what-is-blepharospasm.pdf", "dystonia-education-booklet.pdf"):
+        prefix = tmp_path / name.replace("/", "-")
+        subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", str(pdf_dir / "pdf" / name),
+                        str(prefix)], check=True)
+        [png] = list(tmp_path.glob(prefix.name + "*.png"))
+        image = Image.open(png).convert("L")
+        dark = sum(image.point(lambda v: 255 if v < 128 else 0).histogram()[255:])
+        assert dark > 0.01 * image.width * image.height, f"{name}: first page looks blank"
