@@ -25,7 +25,10 @@ def _hash_files(digest, paths: Iterable[Path], root: Path | None = None) -> None
     for path in sorted(paths):
         name = str(path.relative_to(root)) if root else str(path)
         digest.update(name.encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        try:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError:  # missing or unreadable: the build itself reports it
+            digest.update(b"unreadable")
 
 
 def package_fingerprint() -> str:

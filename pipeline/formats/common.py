@@ -29,6 +29,31 @@ def font_bytes(name: str) -> bytes:
     return (FONT_DIR / name).read_bytes()
 
 
+@lru_cache(maxsize=None)
+def template_environment(folder: str, finalize=None):
+    """A Jinja2 environment for one format's templates: autoescape on, undefined is an error.
+
+    Source text is only ever text: every ``{{ value }}`` is escaped, and only ``Markup``
+    made by :func:`blocks_html` / :func:`paragraphs_html` (already escaped) goes in as is.
+    """
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR / folder)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=finalize,
+    )
+    env.globals.update(
+        blocks_html=blocks_html, paragraphs_html=paragraphs_html, human_date=human_date,
+        human_duration=human_duration, presenter_line=presenter_line, series_label=series_label,
+    )
+    return env
+
+
 def blocks_html(blocks: tuple[Paragraph | ListBlock, ...]) -> Markup:
     """Body blocks as HTML/XHTML; every character of source text is escaped."""
     parts: list[str] = []
@@ -65,6 +90,17 @@ def presenter_line(collection: Collection) -> str:
     if p is None:
         return ""
     return f"{p.name}, {p.role}" if p.role else p.name
+
+
+def human_duration(seconds: float | None) -> str:
+    """'1 minute 5 seconds' (empty when unknown)."""
+    if not seconds:
+        return ""
+    minutes, secs = divmod(max(1, round(seconds)), 60)
+    parts = [f"{minutes} minute" + ("" if minutes == 1 else "s")] if minutes else []
+    if secs:
+        parts.append(f"{secs} second" + ("" if secs == 1 else "s"))
+    return " ".join(parts)
 
 
 def human_size(size: int) -> str:

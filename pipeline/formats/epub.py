@@ -27,7 +27,6 @@ import re
 import uuid
 import zipfile
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import urlsplit
 
 import jinja2
@@ -38,6 +37,7 @@ from ..diagnostics import CarepressError, error
 from ..model import Collection, Section, Topic
 from . import BuildContext
 from .common import (
+    template_environment,
     FONT_FAMILY,
     FONT_FILES,
     FONT_LICENCE,
@@ -46,9 +46,9 @@ from .common import (
     epoch_datetime,
     font_bytes,
     human_date,
+    human_duration,
     paragraphs_html,
     presenter_line,
-    series_label,
 )
 
 EPUB_TEMPLATES = TEMPLATE_DIR / "epub"
@@ -82,15 +82,6 @@ def book_identifier(collection_id: str) -> str:
     return f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, collection_id)}"
 
 
-def human_duration(seconds: float | None) -> str:
-    """'1 minute 5 seconds' (empty when unknown)."""
-    if not seconds:
-        return ""
-    minutes, secs = divmod(max(1, round(seconds)), 60)
-    parts = [f"{minutes} minute" + ("" if minutes == 1 else "s")] if minutes else []
-    if secs:
-        parts.append(f"{secs} second" + ("" if secs == 1 else "s"))
-    return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -103,19 +94,8 @@ class Doc:
     content: bytes
 
 
-@lru_cache(maxsize=None)
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(EPUB_TEMPLATES)),
-        autoescape=True,  # every template is XHTML: escape all source text
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        finalize=xml_safe,  # every {{ value }} loses characters XML cannot hold
-    )
-    env.globals.update(series_label=series_label, human_date=human_date)
-    return env
+    return template_environment("epub", finalize=xml_safe)  # every {{ value }} loses characters XML cannot hold
 
 
 def _xhtml(template: str, **values) -> bytes:
@@ -172,11 +152,11 @@ def subjects(collection: Collection, ctx: BuildContext) -> list[str]:
 
 def accessibility_summary(collection: Collection) -> str:
     return (
-        f"This e-book is text that a screen reader can read aloud and that you can enlarge, restyle "
-        f"or show in a dark theme in your reading app. It has a table of contents by section, headings "
-        f"on every page and a logical reading order. The only image is the cover, which has a text "
-        f"description. Video links open on the internet; the full text of each topic is in the book. "
-        f"It has no flashing, sound or motion hazards. It is meant to meet WCAG 2.2 Level AA."
+        "This e-book is text that a screen reader can read aloud and that you can enlarge, restyle "
+        "or show in a dark theme in your reading app. It has a table of contents by section, headings "
+        "on every page and a logical reading order. The only image is the cover, which has a text "
+        "description. Video links open on the internet; the full text of each topic is in the book. "
+        "It has no flashing, sound or motion hazards. It is meant to meet WCAG 2.2 Level AA."
     )
 
 

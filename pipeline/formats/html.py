@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import urlsplit
 
 import jinja2
@@ -32,6 +31,7 @@ from ..diagnostics import CarepressError, error
 from ..model import Collection, Section, Topic
 from . import BuildContext
 from .common import (
+    template_environment,
     FONT_FAMILY,
     FONT_FILES,
     FONT_LICENCE,
@@ -39,11 +39,10 @@ from .common import (
     blocks_html,
     epoch_datetime,
     font_bytes,
-    human_date,
+    human_duration,
     human_size,
     paragraphs_html,
     presenter_line,
-    series_label,
 )
 
 HTML_TEMPLATES = TEMPLATE_DIR / "html"
@@ -63,18 +62,8 @@ class Download:
     details: str  # "PDF, 1 page, 48 KB"
 
 
-@lru_cache(maxsize=None)
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(HTML_TEMPLATES)),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.globals.update(series_label=series_label, human_date=human_date)
-    return env
+    return template_environment("html")
 
 
 _PAGES_RE = re.compile(rb"/Type\s*/Pages\b")
@@ -151,18 +140,6 @@ def _download(rendered: dict[str, bytes], path: str, kind: str, mime: str) -> Do
     return Download(href=f"../{path}", kind=kind, mime=mime, details=_details(kind, data))
 
 
-def human_duration(seconds: float | None) -> str:
-    """'1 minute 5 seconds' (empty when unknown)."""
-    if not seconds:
-        return ""
-    total = max(1, round(seconds))
-    minutes, secs = divmod(total, 60)
-    parts = []
-    if minutes:
-        parts.append(f"{minutes} minute" + ("" if minutes == 1 else "s"))
-    if secs:
-        parts.append(f"{secs} second" + ("" if secs == 1 else "s"))
-    return " ".join(parts)
 
 
 def media_type(url: str | None) -> str | None:

@@ -14,7 +14,6 @@ import mimetypes
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import jinja2
 import segno
@@ -22,20 +21,12 @@ import segno
 from ..diagnostics import CarepressError, error
 from ..model import Collection, Topic
 from . import BuildContext
-from .common import (FONT_DIR, TEMPLATE_DIR, blocks_html, epoch_datetime, human_date, paragraphs_html,
-                     presenter_line)
+from .common import FONT_DIR, TEMPLATE_DIR, epoch_datetime, template_environment
 
 ASSET_BASE = "https://assets.carepress.invalid/"
 PDF_TEMPLATES = TEMPLATE_DIR / "pdf"
 PAPER = {"letter": "Letter", "a4": "A4"}
 NOTES_LINES = {"normal": 5, "large": 4}
-
-
-def duration(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes and secs:
-        return f"{minutes} min {secs} s"
-    return f"{minutes} min" if minutes else f"{secs} seconds"
 
 
 @dataclass
@@ -92,18 +83,8 @@ def _captured_log():
         logger.propagate = previous
 
 
-@lru_cache(maxsize=None)
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(PDF_TEMPLATES)),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals.update(blocks_html=blocks_html, paragraphs_html=paragraphs_html, human_date=human_date,
-                       presenter_line=presenter_line, duration=duration)
-    return env
+    return template_environment("pdf")
 
 
 def qr_data_url(url: str) -> str:

@@ -203,7 +203,7 @@ def test_package_metadata(books):
     assert book.dc("publisher") == ["Rocky Mountain Movement Disorders Center"]
     assert book.dc("rights") == [c.licence]
     assert "Deep brain stimulation" in book.dc("subject") and len(book.dc("subject")) == 7
-    assert book.meta("dcterms:modified") == ["2025-11-25T00:00:00Z"]
+    assert book.meta("dcterms:modified") == ["2026-11-25T00:00:00Z"]
     ncx = etree.fromstring(book.read("toc.ncx"))
     assert ncx.find("ncx:head/ncx:meta[@name='dtb:uid']", NS).get("content") == identifier
 
