@@ -106,6 +106,7 @@ def build(
     options: Mapping[str, object] | None = None,
     progress: Progress | None = None,
     use_cache: bool = True,
+    execution: Mapping[str, object] | None = None,
 ) -> BuildResult:
     step = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
@@ -129,7 +130,7 @@ def build(
     if fails(diagnostics, strict):
         return BuildResult(1, diagnostics, loaded=loaded, timings=timings)
     ctx = BuildContext(config=config, source_date_epoch=source_date_epoch(config), report=loaded.report,
-                       options=options, diagnostics=diagnostics)
+                       options={**options, **(execution or {})}, diagnostics=diagnostics)
     try:
         ctx.timed_captions = read_timed_captions(inputs.captions_dir)
     except CarepressError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -55,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", choices=["dcmp", "netflix-en", "bbc"], help="caption guideline profile (overrides config)")
     b.add_argument("--quiet", action="store_true", help="no progress display or summary")
     b.add_argument("--force", action="store_true", help="render everything even when outputs are up to date")
+    b.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="processes for rendering (default: the number of cores)")
 
     v = sub.add_parser("validate", help="check sources, configs or content.json files; write nothing")
     v.add_argument("paths", nargs="*", metavar="PATH")
@@ -127,15 +130,19 @@ def cmd_build(args: argparse.Namespace) -> int:
         _print_diagnostics(exc.diagnostics)
         return EXIT_FAILED
     options = {k: v for k, v in {"paper": args.paper, "profile": args.profile}.items() if v}
+    if args.jobs < 1:
+        print("carepress: error: --jobs must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    execution = {"jobs": args.jobs}  # how, not what: not part of the cache key
     out = Path(args.out)
     if args.quiet or not sys.stderr.isatty():
-        result = build(inputs, names, out, args.strict, options, use_cache=not args.force)
+        result = build(inputs, names, out, args.strict, options, use_cache=not args.force, execution=execution)
     else:
         from rich.console import Console
 
         with Console(stderr=True).status("building") as status:
             result = build(inputs, names, out, args.strict, options, progress=lambda m: status.update(m),
-                           use_cache=not args.force)
+                           use_cache=not args.force, execution=execution)
     _print_diagnostics(result.diagnostics)
     if result.status != EXIT_OK:
         print("carepress: build failed; outputs/ left as it was", file=sys.stderr)

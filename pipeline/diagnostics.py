@@ -33,6 +33,7 @@ CODES: dict[str, str] = {
     "CP120": "output path refused (outside the output folder)",
     "CP121": "output could not be written",
     "CP130": "a format failed to render",
+    "CP140": "a handout does not fit on one page",
     "CP201": "title with no body: dropped",
     "CP202": "same title, different bodies: kept as separate topics",
     "CP203": "near-duplicate body merged into the fuller version",

@@ -8,6 +8,7 @@ WeasyPrint's ERROR log records (a missing alt text under PDF/UA, say) fail the b
 
 from __future__ import annotations
 
+import atexit
 import base64
 import logging
 import mimetypes
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 import jinja2
 import segno
 
-from ..diagnostics import CarepressError, error
+from ..diagnostics import CarepressError, error, warning
 from ..model import Collection, Topic
 from . import BuildContext
 from .common import FONT_DIR, TEMPLATE_DIR, epoch_datetime, template_environment
@@ -156,26 +157,70 @@ def booklet_html(c: Collection) -> str:
     return _environment().get_template("booklet.html").render(c=c, qrs=qrs)
 
 
-def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes], Renderer]:
-    paper = str(ctx.options.get("paper") or ctx.config.pdf.paper)
-    renderer = Renderer(paper, ctx.source_date_epoch)
-    files: dict[str, bytes] = {}
-    for topic in c.topics:
-        data, pages = renderer.pdf(handout_html(c, topic), [renderer.base], f"pdf/{topic.slug}.pdf")
-        files[f"pdf/{topic.slug}.pdf"] = data
-        if pages > 1:
-            from ..diagnostics import warning
+_RENDERERS: dict[tuple[str, int], Renderer] = {}
+atexit.register(_RENDERERS.clear)  # free WeasyPrint's font configuration before interpreter teardown
 
-            ctx.diagnostics.append(warning("CP130", f"handout '{topic.slug}' takes {pages} pages, not one",
-                                           topic.sources[0].file, topic.sources[0].first_line))
+
+def _renderer(paper: str, epoch: int) -> Renderer:
+    """One Renderer (fonts, parsed CSS) per process and settings, reused by every document."""
+    key = (paper, epoch)
+    if key not in _RENDERERS:
+        _RENDERERS[key] = Renderer(paper, epoch)
+    return _RENDERERS[key]
+
+
+def render_part(c: Collection, slugs: tuple[str, ...], booklet: bool, paper: str, epoch: int):
+    """Handouts (normal and large print) for some topics, and/or the booklet: (files, overflows, fetches)."""
+    renderer = _renderer(paper, epoch)
+    start = len(renderer.fetches.served), len(renderer.fetches.refused)
+    files: dict[str, bytes] = {}
+    overflows: list[tuple[str, int]] = []
+    for slug in slugs:
+        topic = c.topic(slug)
+        data, pages = renderer.pdf(handout_html(c, topic), [renderer.base], f"pdf/{slug}.pdf")
+        files[f"pdf/{slug}.pdf"] = data
+        if pages > 1:
+            overflows.append((slug, pages))
         large, _ = renderer.pdf(handout_html(c, topic, large=True), [renderer.base, renderer.large],
-                                f"pdf/large-print/{topic.slug}.pdf")
-        files[f"pdf/large-print/{topic.slug}.pdf"] = large
-    booklet, _ = renderer.pdf(booklet_html(c), [renderer.base, renderer.booklet], f"pdf/{c.id}-booklet.pdf")
-    files[f"pdf/{c.id}-booklet.pdf"] = booklet
-    if renderer.fetches.refused:
-        raise CarepressError([error("CP130", f"pdf: refused to fetch {u!r}") for u in renderer.fetches.refused])
-    return files, renderer
+                                f"pdf/large-print/{slug}.pdf")
+        files[f"pdf/large-print/{slug}.pdf"] = large
+    if booklet:
+        files[f"pdf/{c.id}-booklet.pdf"], _ = renderer.pdf(booklet_html(c), [renderer.base, renderer.booklet],
+                                                           f"pdf/{c.id}-booklet.pdf")
+    fetches = Fetches(renderer.fetches.served[start[0]:], renderer.fetches.refused[start[1]:])
+    return files, overflows, fetches
+
+
+def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes], Fetches]:
+    """Render every PDF; with ``jobs`` > 1, across processes (the booklet is one task of its own)."""
+    paper = str(ctx.options.get("paper") or ctx.config.pdf.paper)
+    jobs = max(1, int(ctx.options.get("jobs") or 1))
+    slugs = tuple(t.slug for t in c.topics)
+    if jobs == 1 or len(slugs) < 4 * jobs:
+        parts = [render_part(c, slugs, True, paper, ctx.source_date_epoch)]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        size = max(1, len(slugs) // (jobs * 4))
+        chunks = [slugs[i:i + size] for i in range(0, len(slugs), size)]
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(render_part, c, (), True, paper, ctx.source_date_epoch)]
+            futures += [pool.submit(render_part, c, chunk, False, paper, ctx.source_date_epoch) for chunk in chunks]
+            parts = [f.result() for f in futures]
+    files: dict[str, bytes] = {}
+    fetches = Fetches()
+    for part_files, overflows, part_fetches in parts:
+        files.update(part_files)
+        fetches.served += part_fetches.served
+        fetches.refused += part_fetches.refused
+        for slug, pages in overflows:
+            topic = c.topic(slug)
+            ctx.diagnostics.append(warning("CP140", f"handout '{slug}' takes {pages} pages, not one",
+                                           topic.sources[0].file, topic.sources[0].first_line))
+    if fetches.refused:
+        raise CarepressError([error("CP130", f"pdf: refused to fetch {u!r}") for u in fetches.refused])
+    return dict(sorted(files.items())), fetches
 
 
 def render(c: Collection, ctx: BuildContext) -> dict[str, bytes]:

@@ -37,8 +37,8 @@ def pdf_dir(built):
 def video_pdfs():
     config, loaded = load_case(CASES / "video" / "source.txt", CASES / "video" / "collection.toml")
     ctx = BuildContext(config=config, source_date_epoch=1795564800)
-    files, renderer = render_with(loaded.collection, ctx)
-    return loaded.collection, files, renderer
+    files, fetches = render_with(loaded.collection, ctx)
+    return loaded.collection, files, fetches
 
 
 def open_bytes(data: bytes) -> pikepdf.Pdf:
@@ -137,7 +137,7 @@ def test_a4_option(tmp_path):
 
 
 def test_video_handout_has_qr_with_alt_and_printed_url(video_pdfs):
-    collection, files, renderer = video_pdfs
+    collection, files, fetches = video_pdfs
     topic = collection.topic("what-is-essential-tremor")
     pdf = open_bytes(files[f"pdf/{topic.slug}.pdf"])
     figures = []
@@ -155,15 +155,15 @@ def test_video_handout_has_qr_with_alt_and_printed_url(video_pdfs):
 
     walk(pdf.Root.StructTreeRoot)
     assert figures == [f"QR code: scan it to open the video for \u201c{topic.title}\u201d at {topic.media.video_url}"]
-    assert renderer.fetches.refused == []
-    assert all(u.startswith((ASSET_BASE, "data:")) for u in renderer.fetches.served)
+    assert fetches.refused == []
+    assert all(u.startswith((ASSET_BASE, "data:")) for u in fetches.served)
 
 
 def test_hostile_text_is_text_and_nothing_is_fetched(hostile_case, tmp_path):
     config, loaded = hostile_case
-    files, renderer = render_with(loaded.collection, BuildContext(config=config, source_date_epoch=0))
-    assert renderer.fetches.refused == []
-    assert all(u.startswith((ASSET_BASE, "data:")) for u in renderer.fetches.served)
+    files, fetches = render_with(loaded.collection, BuildContext(config=config, source_date_epoch=0))
+    assert fetches.refused == []
+    assert all(u.startswith((ASSET_BASE, "data:")) for u in fetches.served)
     topic = loaded.collection.topics[0]
     path = tmp_path / "h.pdf"
     path.write_bytes(files[f"pdf/{topic.slug}.pdf"])
@@ -204,3 +204,16 @@ def test_first_pages_render_not_blank(pdf_dir, tmp_path):
         image = Image.open(png).convert("L")
         dark = sum(image.point(lambda v: 255 if v < 128 else 0).histogram()[255:])
         assert dark > 0.01 * image.width * image.height, f"{name}: first page looks blank"
+
+
+def test_parallel_rendering_gives_the_same_bytes(tmp_path):
+    source = tmp_path / "many.txt"
+    topics = "\n\n".join(f"Topic Number {n}\n\nThis is the text of topic {n}, about care and daily life."
+                         for n in range(1, 11))
+    source.write_text(f"Many Topics\n\nA collection with ten topics.\n\n{topics}\n")
+    config, loaded = load_case(source)
+    serial, _ = render_with(loaded.collection, BuildContext(config=config, source_date_epoch=0, options={"jobs": 1}))
+    parallel, fetches = render_with(loaded.collection, BuildContext(config=config, source_date_epoch=0,
+                                                                    options={"jobs": 2}))
+    assert list(serial) == list(parallel) and serial == parallel
+    assert len(serial) == 21 and fetches.refused == []
