@@ -14,6 +14,7 @@ from pathlib import Path
 BENCHMARKS: dict[str, str] = {
     "dedupe": "pipeline.bench_dedupe:run",
     "pdf": "pipeline.bench_pdf:run",
+    "build": "pipeline.bench_build:run",
 }
 
 
