@@ -110,3 +110,18 @@ def test_video_case_config(video_case):
     assert [s.title for s in c.sections] == ["Essential tremor", "Living with tremor"]
     assert c.publisher.url == "https://clinic.example.org/"
     assert CASES.is_dir()
+
+
+def test_docx_source_through_pandoc(tmp_path):
+    import pypandoc
+
+    md = tmp_path / "g.md"
+    md.write_text("# Dystonia Education\n\nIntro.\n\n## What is Blepharospasm?\n\nBlepharospasm is a focal dystonia.\n\n"
+                  "## What is Hemifacial Spasm?\n\nInvoluntary twitching.\n")
+    docx = tmp_path / "guide.docx"
+    pypandoc.convert_file(str(md), "docx", outputfile=str(docx), extra_args=["--sandbox"])
+    _cfg, loaded = load_case(docx)
+    c = loaded.collection
+    assert c.title == "Dystonia Education"
+    assert [t.slug for t in c.topics] == ["what-is-blepharospasm", "what-is-hemifacial-spasm"]
+    assert [s.first_line for t in c.topics for s in t.sources] == [3, 5]  # DOCX blocks are numbered in order
