@@ -19,7 +19,7 @@ from . import cache
 from .diagnostics import CarepressError, Diagnostic, Severity, error, fails
 from .formats import BuildContext, resolve
 from .ingest import PANDOC_READERS, TEXT_SUFFIXES
-from .writer import publish
+from .writer import prune, publish
 
 DEFAULT_SOURCE_DIR = Path("source")
 DEFAULT_CONFIG = DEFAULT_SOURCE_DIR / "collection.toml"
@@ -130,7 +130,8 @@ def build(
     if fails(diagnostics, strict):
         return BuildResult(1, diagnostics, loaded=loaded, timings=timings)
     ctx = BuildContext(config=config, source_date_epoch=source_date_epoch(config), report=loaded.report,
-                       options={**options, **(execution or {})}, diagnostics=diagnostics)
+                       options={**options, **(execution or {})}, diagnostics=diagnostics,
+                       parts=cache.PartCache(out / cache.PARTS_DIR if out.is_dir() else None) if use_cache else None)
     try:
         ctx.timed_captions = read_timed_captions(inputs.captions_dir)
     except CarepressError as exc:
@@ -157,10 +158,14 @@ def build(
     if fails(ctx.diagnostics, strict):
         return BuildResult(1, ctx.diagnostics, loaded=loaded, timings=timings)
     step("writing outputs")
+    if ctx.parts is not None:
+        files.update(ctx.parts.files())
     if key is not None:
         files[cache.MANIFEST] = cache.manifest_bytes(key, files, [d.to_dict() for d in ctx.diagnostics])
     try:
         publish(files, out)
+        if ctx.parts is not None:
+            prune(out, cache.PARTS_DIR, ctx.parts.keep())
     except CarepressError as exc:
         return BuildResult(1, ctx.diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
     timings["total"] = time.perf_counter() - start

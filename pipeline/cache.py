@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -31,6 +33,7 @@ def _hash_files(digest, paths: Iterable[Path], root: Path | None = None) -> None
             digest.update(b"unreadable")
 
 
+@lru_cache(maxsize=1)
 def package_fingerprint() -> str:
     digest = hashlib.sha256()
     files = [p for p in PACKAGE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
@@ -82,3 +85,51 @@ def up_to_date(out: Path, key: str) -> list[dict] | None:
         except OSError:
             return None
     return list(manifest.get("diagnostics", []))
+
+
+PARTS_DIR = ".carepress-cache"
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+
+
+class PartCache:
+    """Rendered parts (a handout's PDF, say) by a key that hashes everything they depend on.
+
+    A renderer asks ``get(key)`` before rendering and ``put(key, data)`` after; the build
+    publishes the new parts under ``outputs/.carepress-cache/`` through the writer and prunes
+    parts no longer used. Keys include :func:`package_fingerprint`, so new code, templates,
+    fonts or library versions never reuse old parts.
+    """
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self.used: set[str] = set()
+        self.new: dict[str, bytes] = {}
+
+    @staticmethod
+    def key(*parts: str | bytes) -> str:
+        digest = hashlib.sha256(package_fingerprint().encode())
+        for part in parts:
+            data = part.encode("utf-8") if isinstance(part, str) else part
+            digest.update(len(data).to_bytes(8, "big") + data)
+        return digest.hexdigest()
+
+    def get(self, key: str) -> bytes | None:
+        if key in self.new:
+            return self.new[key]
+        if self.folder is None or not _KEY.match(key):
+            return None
+        try:
+            data = (self.folder / key).read_bytes()
+        except OSError:
+            return None
+        self.used.add(key)
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        self.new[key] = data
+
+    def files(self) -> dict[str, bytes]:
+        return {f"{PARTS_DIR}/{key}": data for key, data in sorted(self.new.items())}
+
+    def keep(self) -> set[str]:
+        return self.used | set(self.new)

@@ -59,3 +59,14 @@ def publish(files: Mapping[str, bytes], out_dir: Path) -> list[Path]:
             raise CarepressError([error("CP121", f"cannot write {name}: {exc.strerror}")]) from None
         written.append(target)
     return written
+
+
+def prune(out_dir: Path, folder: str, keep: set[str]) -> None:
+    """Delete files directly in ``out_dir/folder`` whose names are not in ``keep`` (a cache's stale parts)."""
+    check_path(folder)
+    target = out_dir / folder
+    if target.is_symlink() or not target.is_dir():
+        return
+    for path in target.iterdir():
+        if path.is_file() and not path.is_symlink() and path.name not in keep:
+            path.unlink()

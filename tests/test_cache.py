@@ -44,3 +44,28 @@ def test_any_change_rebuilds(tmp_path):
     assert "up to date" not in run_cli("build", "--out", str(out), *args).stdout
     assert json.loads((out / "content.json").read_text())["id"] == "dystonia-education"
     assert "up to date" not in run_cli("build", "--out", str(out), *args, "--force").stdout
+
+
+def _published(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.relative_to(folder).as_posix().startswith(".")}
+
+
+def test_one_topic_changed_rerenders_only_what_contains_it(tmp_path):
+    source = tmp_path / SEED.name
+    source.write_bytes(SEED.read_bytes())
+    args = ("--quiet", "--source", str(source), "--config", str(SEED_CONFIG))
+    incremental = tmp_path / "inc"
+    assert run_cli("build", "--out", str(incremental), *args).returncode == 0
+    parts = incremental / ".carepress-cache"
+    before = {p.name for p in parts.iterdir()}
+    assert len(before) == 17  # 8 handouts, 8 large print, 1 booklet
+    source.write_bytes(SEED.read_bytes().replace(b"involuntary eye closure", b"involuntary closing of the eyes"))
+    assert run_cli("build", "--out", str(incremental), *args).returncode == 0
+    after = {p.name for p in parts.iterdir()}
+    assert len(after - before) == 3  # the blepharospasm handout, its large print, and the booklet
+    assert len(after) == 17  # stale parts pruned
+    clean = tmp_path / "clean"
+    assert run_cli("build", "--out", str(clean), *args, "--force").returncode == 0
+    assert _published(incremental) == _published(clean)
+    assert b"closing of the eyes" in (clean / "content.json").read_bytes()

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from ..config import Config
 from ..dedupe import DedupeResult
 from ..diagnostics import Diagnostic
 from ..model import Collection
+
+if TYPE_CHECKING:
+    from ..cache import PartCache
 
 
 @dataclass
@@ -29,6 +32,8 @@ class BuildContext:
     # Existing timed captions to import, by topic slug: (display path, raw bytes) read from
     # <source dir>/captions/<slug>.vtt or .srt by the build (renderers do no file I/O).
     timed_captions: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    # Rendered parts from earlier builds (pipeline.cache.PartCache); None: render everything.
+    parts: "PartCache | None" = None
 
 
 Renderer = Callable[[Collection, BuildContext], dict[str, bytes]]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import re
+import zlib
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -109,3 +111,60 @@ def human_size(size: int) -> str:
     if size < 1024 * 1024:
         return f"{size / 1024:.0f} KB"
     return f"{size / (1024 * 1024):.1f} MB"
+
+
+_PAGES_RE = re.compile(rb"/Type\s*/Pages\b")
+_COUNT_RE = re.compile(rb"/Count\s+(\d+)")
+_STREAM_RE = re.compile(rb"stream\r?\n(.*?)endstream", re.S)
+
+
+def _enclosing_dict(chunk: bytes, at: int) -> bytes:
+    """The ``<< ... >>`` dictionary around position ``at`` (nested dictionaries skipped)."""
+    depth, start = 0, at
+    while start > 0:
+        start -= 1
+        pair = chunk[start:start + 2]
+        if pair == b">>":
+            depth += 1
+        elif pair == b"<<":
+            if depth == 0:
+                break
+            depth -= 1
+    depth, end = 0, at
+    while end < len(chunk) - 1:
+        pair = chunk[end:end + 2]
+        if pair == b"<<":
+            depth += 1
+            end += 2
+            continue
+        if pair == b">>":
+            if depth == 0:
+                return chunk[start:end + 2]
+            depth -= 1
+            end += 2
+            continue
+        end += 1
+    return chunk[start:]
+
+
+def pdf_page_count(data: bytes) -> int | None:
+    """Pages in a PDF (the /Count of its page tree root), or None when it cannot be read.
+
+    Looks in plain objects and in Flate-compressed object streams (WeasyPrint writes
+    those), so no PDF library is needed at build time.
+    """
+    if not data.startswith(b"%PDF-"):
+        return None
+    chunks = [data]
+    for match in _STREAM_RE.finditer(data):
+        try:
+            chunks.append(zlib.decompress(match.group(1)))
+        except zlib.error:
+            continue
+    counts = []
+    for chunk in chunks:
+        for found in _PAGES_RE.finditer(chunk):
+            count = _COUNT_RE.search(_enclosing_dict(chunk, found.start()))
+            if count:
+                counts.append(int(count.group(1)))
+    return max(counts) if counts else None

@@ -21,7 +21,6 @@ with no URL says so in words. The transcript is on every page either way.
 from __future__ import annotations
 
 import re
-import zlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -41,6 +40,7 @@ from .common import (
     font_bytes,
     human_duration,
     human_size,
+    pdf_page_count,
     paragraphs_html,
     presenter_line,
 )
@@ -64,63 +64,6 @@ class Download:
 
 def _environment() -> jinja2.Environment:
     return template_environment("html")
-
-
-_PAGES_RE = re.compile(rb"/Type\s*/Pages\b")
-_COUNT_RE = re.compile(rb"/Count\s+(\d+)")
-_STREAM_RE = re.compile(rb"stream\r?\n(.*?)endstream", re.S)
-
-
-def _enclosing_dict(chunk: bytes, at: int) -> bytes:
-    """The ``<< ... >>`` dictionary around position ``at`` (nested dictionaries skipped)."""
-    depth, start = 0, at
-    while start > 0:
-        start -= 1
-        pair = chunk[start:start + 2]
-        if pair == b">>":
-            depth += 1
-        elif pair == b"<<":
-            if depth == 0:
-                break
-            depth -= 1
-    depth, end = 0, at
-    while end < len(chunk) - 1:
-        pair = chunk[end:end + 2]
-        if pair == b"<<":
-            depth += 1
-            end += 2
-            continue
-        if pair == b">>":
-            if depth == 0:
-                return chunk[start:end + 2]
-            depth -= 1
-            end += 2
-            continue
-        end += 1
-    return chunk[start:]
-
-
-def pdf_page_count(data: bytes) -> int | None:
-    """Pages in a PDF (the /Count of its page tree root), or None when it cannot be read.
-
-    Looks in plain objects and in Flate-compressed object streams (WeasyPrint writes
-    those), so no PDF library is needed at build time.
-    """
-    if not data.startswith(b"%PDF-"):
-        return None
-    chunks = [data]
-    for match in _STREAM_RE.finditer(data):
-        try:
-            chunks.append(zlib.decompress(match.group(1)))
-        except zlib.error:
-            continue
-    counts = []
-    for chunk in chunks:
-        for found in _PAGES_RE.finditer(chunk):
-            count = _COUNT_RE.search(_enclosing_dict(chunk, found.start()))
-            if count:
-                counts.append(int(count.group(1)))
-    return max(counts) if counts else None
 
 
 def _details(kind: str, data: bytes) -> str:

@@ -22,7 +22,7 @@ import segno
 from ..diagnostics import CarepressError, error, warning
 from ..model import Collection, Topic
 from . import BuildContext
-from .common import FONT_DIR, TEMPLATE_DIR, epoch_datetime, template_environment
+from .common import FONT_DIR, TEMPLATE_DIR, epoch_datetime, pdf_page_count, template_environment
 
 ASSET_BASE = "https://assets.carepress.invalid/"
 PDF_TEMPLATES = TEMPLATE_DIR / "pdf"
@@ -169,57 +169,70 @@ def _renderer(paper: str, epoch: int) -> Renderer:
     return _RENDERERS[key]
 
 
-def render_part(c: Collection, slugs: tuple[str, ...], booklet: bool, paper: str, epoch: int):
-    """Handouts (normal and large print) for some topics, and/or the booklet: (files, overflows, fetches)."""
+def _document(c: Collection, kind: str, slug: str) -> tuple[str, str, tuple[str, ...]]:
+    """(output path, HTML, stylesheet names) of one PDF: a handout, a large-print handout or the booklet."""
+    if kind == "booklet":
+        return f"pdf/{c.id}-booklet.pdf", booklet_html(c), ("base", "booklet")
+    topic = c.topic(slug)
+    if kind == "large":
+        return f"pdf/large-print/{slug}.pdf", handout_html(c, topic, large=True), ("base", "large")
+    return f"pdf/{slug}.pdf", handout_html(c, topic), ("base",)
+
+
+def render_part(documents: list[tuple[str, str, tuple[str, ...]]], paper: str, epoch: int):
+    """Render some documents with this process's Renderer: ({path: bytes}, fetches)."""
     renderer = _renderer(paper, epoch)
     start = len(renderer.fetches.served), len(renderer.fetches.refused)
     files: dict[str, bytes] = {}
-    overflows: list[tuple[str, int]] = []
-    for slug in slugs:
-        topic = c.topic(slug)
-        data, pages = renderer.pdf(handout_html(c, topic), [renderer.base], f"pdf/{slug}.pdf")
-        files[f"pdf/{slug}.pdf"] = data
-        if pages > 1:
-            overflows.append((slug, pages))
-        large, _ = renderer.pdf(handout_html(c, topic, large=True), [renderer.base, renderer.large],
-                                f"pdf/large-print/{slug}.pdf")
-        files[f"pdf/large-print/{slug}.pdf"] = large
-    if booklet:
-        files[f"pdf/{c.id}-booklet.pdf"], _ = renderer.pdf(booklet_html(c), [renderer.base, renderer.booklet],
-                                                           f"pdf/{c.id}-booklet.pdf")
-    fetches = Fetches(renderer.fetches.served[start[0]:], renderer.fetches.refused[start[1]:])
-    return files, overflows, fetches
+    for path, html, sheets in documents:
+        files[path], _pages = renderer.pdf(html, [getattr(renderer, name) for name in sheets], path)
+    return files, Fetches(renderer.fetches.served[start[0]:], renderer.fetches.refused[start[1]:])
 
 
 def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes], Fetches]:
-    """Render every PDF; with ``jobs`` > 1, across processes (the booklet is one task of its own)."""
+    """Render every PDF not already in the part cache; with ``jobs`` > 1, across processes."""
     paper = str(ctx.options.get("paper") or ctx.config.pdf.paper)
     jobs = max(1, int(ctx.options.get("jobs") or 1))
-    slugs = tuple(t.slug for t in c.topics)
-    if jobs == 1 or len(slugs) < 4 * jobs:
-        parts = [render_part(c, slugs, True, paper, ctx.source_date_epoch)]
+    epoch = ctx.source_date_epoch
+    wanted = [("booklet", "")] + [(kind, t.slug) for t in c.topics for kind in ("handout", "large")]
+    files: dict[str, bytes] = {}
+    keys: dict[str, str] = {}
+    pending: list[tuple[str, str, tuple[str, ...]]] = []
+    for kind, slug in wanted:
+        path, html, sheets = _document(c, kind, slug)
+        if ctx.parts is not None:
+            keys[path] = ctx.parts.key("pdf", path, html, ",".join(sheets), paper, str(epoch))
+            cached = ctx.parts.get(keys[path])
+            if cached is not None:
+                files[path] = cached
+                continue
+        pending.append((path, html, sheets))
+    if jobs == 1 or len(pending) < 8 * jobs:
+        parts = [render_part(pending, paper, epoch)] if pending else []
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        size = max(1, len(slugs) // (jobs * 4))
-        chunks = [slugs[i:i + size] for i in range(0, len(slugs), size)]
+        head, rest = pending[:1], pending[1:]  # the booklet (when pending) is the longest: a task of its own
+        size = max(1, len(rest) // (jobs * 4))
+        chunks = [head] + [rest[i:i + size] for i in range(0, len(rest), size)]
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(render_part, c, (), True, paper, ctx.source_date_epoch)]
-            futures += [pool.submit(render_part, c, chunk, False, paper, ctx.source_date_epoch) for chunk in chunks]
-            parts = [f.result() for f in futures]
-    files: dict[str, bytes] = {}
+            parts = list(pool.map(render_part, chunks, [paper] * len(chunks), [epoch] * len(chunks)))
     fetches = Fetches()
-    for part_files, overflows, part_fetches in parts:
+    for part_files, part_fetches in parts:
         files.update(part_files)
         fetches.served += part_fetches.served
         fetches.refused += part_fetches.refused
-        for slug, pages in overflows:
-            topic = c.topic(slug)
-            ctx.diagnostics.append(warning("CP140", f"handout '{slug}' takes {pages} pages, not one",
-                                           topic.sources[0].file, topic.sources[0].first_line))
+        if ctx.parts is not None:
+            for path, data in part_files.items():
+                ctx.parts.put(keys[path], data)
     if fetches.refused:
         raise CarepressError([error("CP130", f"pdf: refused to fetch {u!r}") for u in fetches.refused])
+    for topic in c.topics:
+        pages = pdf_page_count(files[f"pdf/{topic.slug}.pdf"]) or 1
+        if pages > 1:
+            ctx.diagnostics.append(warning("CP140", f"handout '{topic.slug}' takes {pages} pages, not one",
+                                           topic.sources[0].file, topic.sources[0].first_line))
     return dict(sorted(files.items())), fetches
 
 

@@ -30,6 +30,7 @@ from conftest import ROOT, java
 from pipeline.diagnostics import CarepressError
 from pipeline.formats import BuildContext
 from pipeline.formats import html as html_format
+from pipeline.formats.common import pdf_page_count
 
 AXE_JS = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 VNU_JAR = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
@@ -199,10 +200,10 @@ def test_pdf_page_count():
 
     pdf = weasyprint.HTML(string="<h1>a</h1><h1 style='break-before: page'>b</h1><h1 style='break-before: page'>c</h1>",
                           ).write_pdf(pdf_variant="pdf/ua-1")  # compressed object streams, as the pdf format writes
-    assert html_format.pdf_page_count(pdf) == 3
-    assert html_format.pdf_page_count(fake_pdf(2)) == 2
-    assert html_format.pdf_page_count(b"%PDF-1.7 not really") is None
-    assert html_format.pdf_page_count(b"PK\x03\x04") is None
+    assert pdf_page_count(pdf) == 3
+    assert pdf_page_count(fake_pdf(2)) == 2
+    assert pdf_page_count(b"%PDF-1.7 not really") is None
+    assert pdf_page_count(b"PK\x03\x04") is None
 
 
 def test_video_markup(video_files):
