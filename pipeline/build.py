@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .config import Config, load_config
-from .content import Loaded, load
+from typing import TYPE_CHECKING
+
 from . import cache
 from .diagnostics import CarepressError, Diagnostic, Severity, error, fails
 from .formats import BuildContext, resolve
-from .ingest import PANDOC_READERS, TEXT_SUFFIXES
 from .writer import prune, publish
+
+if TYPE_CHECKING:  # loaded lazily: an up-to-date build never imports pydantic or the renderers
+    from .config import Config
+    from .content import Loaded
 
 DEFAULT_SOURCE_DIR = Path("source")
 DEFAULT_CONFIG = DEFAULT_SOURCE_DIR / "collection.toml"
@@ -36,6 +39,8 @@ class Inputs:
 
 
 def default_sources(folder: Path = DEFAULT_SOURCE_DIR) -> list[Path]:
+    from .formats_in import PANDOC_READERS, TEXT_SUFFIXES
+
     suffixes = (TEXT_SUFFIXES - {""}) | set(PANDOC_READERS)
     return sorted(p for p in folder.glob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
@@ -71,6 +76,9 @@ def read_timed_captions(folder: Path | None) -> dict[str, tuple[str, bytes]]:
 
 
 def load_inputs(inputs: Inputs) -> tuple[Config, Loaded]:
+    from .config import Config, load_config
+    from .content import load
+
     config = load_config(inputs.config_path) if inputs.config_path else Config()
     return config, load(inputs.sources, config, transcripts_dir=inputs.transcripts_dir)
 
@@ -160,12 +168,13 @@ def build(
     step("writing outputs")
     if ctx.parts is not None:
         files.update(ctx.parts.files())
-    if key is not None:
-        files[cache.MANIFEST] = cache.manifest_bytes(key, files, [d.to_dict() for d in ctx.diagnostics])
     try:
         publish(files, out)
         if ctx.parts is not None:
             prune(out, cache.PARTS_DIR, ctx.parts.keep())
+        if key is not None:  # written last, with the files' stat as published: a fast up-to-date check
+            publish({cache.MANIFEST: cache.manifest_bytes(key, files, [d.to_dict() for d in ctx.diagnostics], out)},
+                    out)
     except CarepressError as exc:
         return BuildResult(1, ctx.diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
     timings["total"] = time.perf_counter() - start

@@ -60,10 +60,16 @@ def input_key(inputs, formats: list[str], options: Mapping[str, object], strict:
     return digest.hexdigest()
 
 
-def manifest_bytes(key: str, files: Mapping[str, bytes], diagnostics: list[dict]) -> bytes:
+def _stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def manifest_bytes(key: str, files: Mapping[str, bytes], diagnostics: list[dict], out: Path) -> bytes:
+    """The key, each published file's SHA-256 and stat (size, mtime, inode), and the diagnostics."""
     body = {
         "key": key,
-        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+        "files": {name: [hashlib.sha256(data).hexdigest(), *_stat(out / name)] for name, data in sorted(files.items())},
         "diagnostics": diagnostics,
     }
     return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
@@ -77,12 +83,14 @@ def up_to_date(out: Path, key: str) -> list[dict] | None:
         return None
     if manifest.get("key") != key:
         return None
-    for name, sha in manifest.get("files", {}).items():
+    for name, (sha, *stat) in manifest.get("files", {}).items():
         path = out / name
         try:
+            if _stat(path) == stat:
+                continue  # untouched since it was published
             if hashlib.sha256(path.read_bytes()).hexdigest() != sha:
                 return None
-        except OSError:
+        except (OSError, ValueError):
             return None
     return list(manifest.get("diagnostics", []))
 

@@ -21,17 +21,10 @@ from pathlib import Path
 from typing import Iterator
 
 from .diagnostics import CarepressError, Diagnostic, error, info, warning
+from .formats_in import PANDOC_READERS, TEXT_SUFFIXES
 from .model import ListBlock, Paragraph, SourceSpan
 
 CHUNK = 1 << 20
-TEXT_SUFFIXES = {".txt", ".text", ""}
-PANDOC_READERS = {
-    ".md": "commonmark_x",
-    ".markdown": "commonmark_x",
-    ".html": "html",
-    ".htm": "html",
-    ".docx": "docx",
-}
 
 _INVISIBLE = ("\ufeff", "\u200b", "\u200c", "\u200d", "\u2060", "\u00ad")
 # C0/C1 control characters (tab aside, which is whitespace): never text; XML cannot even hold most.

@@ -12,13 +12,12 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from ..config import Config
-from ..dedupe import DedupeResult
-from ..diagnostics import Diagnostic
-from ..model import Collection
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # type names only: the registry stays cheap to import (a cached build needs no pydantic)
     from ..cache import PartCache
+    from ..config import Config
+    from ..dedupe import DedupeResult
+    from ..diagnostics import Diagnostic
+    from ..model import Collection
 
 
 @dataclass
@@ -36,7 +35,7 @@ class BuildContext:
     parts: "PartCache | None" = None
 
 
-Renderer = Callable[[Collection, BuildContext], dict[str, bytes]]
+Renderer = Callable[["Collection", BuildContext], dict[str, bytes]]
 
 
 @dataclass(frozen=True)
