@@ -134,7 +134,8 @@ def test_build_content_validates_against_committed_schema(tmp_path):
 def test_build_is_byte_identical(tmp_path):
     for name in ("a", "b"):
         assert run_cli("build", "--quiet", "--formats", "content", "--out", str(tmp_path / name)).returncode == 0
-    assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
+    published = [{k: v for k, v in snapshot(tmp_path / n).items() if not k.startswith(".carepress")} for n in "ab"]
+    assert published[0] == published[1]  # the build cache's own bookkeeping (.carepress-*) records file times
 
 
 def test_newcomer_text_needs_no_config(tmp_path):
