@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from .writer import publish
+
 BENCHMARKS: dict[str, str] = {
     "dedupe": "pipeline.bench_dedupe:run",
     "pdf": "pipeline.bench_pdf:run",
@@ -33,8 +35,6 @@ def bench_command(args) -> int:
             continue
         print(f"== bench: {name}")
         results[name] = runner(args)
-    out = Path("outputs") / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out / 'bench.json'}")
+    publish({"bench/bench.json": (json.dumps(results, indent=2) + "\n").encode()}, Path("outputs"))
+    print("wrote outputs/bench/bench.json")
     return 0

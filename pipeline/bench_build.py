@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from .synth import corpus, pair_scores
+from .writer import publish
 
 CHILD = """
 import json, resource, sys, time
@@ -135,8 +136,7 @@ def run(args) -> dict:
           f"{figures['one_topic_changed_wall_seconds']} s")
     print(f"  naive route (pandoc + weasyprint CLI per topic): {naive_per_topic:.2f} s/topic -> "
           f"~{naive_total:.0f} s for {unique} topics; ours is {figures['speedup_vs_naive']}x faster")
-    chart = Path("outputs") / "bench" / "build.svg"
-    chart.parent.mkdir(parents=True, exist_ok=True)
-    chart.write_text(_svg(stages, f"carepress build, {unique} topics: seconds per stage"), encoding="utf-8")
-    print(f"  chart: {chart}")
+    svg = _svg(stages, f"carepress build, {unique} topics: seconds per stage")
+    publish({"bench/build.svg": svg.encode()}, Path("outputs"))
+    print("  chart: outputs/bench/build.svg")
     return figures

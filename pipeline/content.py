@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from .config import Config
 from .dedupe import DedupeResult, DraftTopic, dedupe, slugify, title_key
 from .diagnostics import CarepressError, Diagnostic, error, warning
-from .ingest import SourceDocument, read_source
+from .ingest import SourceDocument, clean_line, iter_lines, read_source
 from .model import Collection, Media, Section, Series, Topic
 
 DEFAULT_SECTION = "Topics"
@@ -73,8 +73,6 @@ def load_transcripts(folder: Path, slugs: set[str], diagnostics: list[Diagnostic
         if path.stem not in slugs:
             diagnostics.append(warning("CP301", f"transcript for unknown topic '{path.stem}'", str(path)))
             continue
-        from .ingest import clean_line, iter_lines
-
         paragraphs: list[str] = []
         current: list[str] = []
         for _n, line in iter_lines(path, str(path)):

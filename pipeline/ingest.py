@@ -22,7 +22,7 @@ from typing import Iterator
 
 from .diagnostics import CarepressError, Diagnostic, error, info, warning
 from .formats_in import PANDOC_READERS, TEXT_SUFFIXES
-from .model import ListBlock, Paragraph, SourceSpan
+from .model import ListBlock, Paragraph, SourceSpan, blocks_text
 
 CHUNK = 1 << 20
 
@@ -225,8 +225,6 @@ class _Assembler:
             )
         self.seen_any = True
         if self.title is None:
-            from .model import blocks_text
-
             self.doc.description.append(blocks_text((block,)))
             span = self.doc.description_span
             self.doc.description_span = SourceSpan(
@@ -334,13 +332,12 @@ def _pandoc_json(path: Path, reader: str, display: str) -> dict:
     return json.loads(out)
 
 
-def _line_finder(path: Path, reader: str) -> "callable":
-    """Locate text in the raw file to give pandoc-read blocks their source lines."""
-    if reader == "docx":
+def _line_finder(lines: list[str] | None) -> "callable":
+    """Locate text in the raw file's lines to give pandoc-read blocks their source lines."""
+    if lines is None:
         counter = iter(range(1, 1 << 62))
         return lambda _text: next(counter)  # DOCX has no lines: number blocks in order
-    raw = path.read_bytes().decode("utf-8-sig", errors="replace").splitlines()
-    lowered = [clean_line(line).lower() for line in raw]
+    lowered = [clean_line(line).lower() for line in lines]
     state = {"pos": 0}
 
     def find(text: str) -> int:
@@ -358,13 +355,13 @@ def read_pandoc(path: Path, display: str, doc: SourceDocument) -> Iterator[Segme
     reader = PANDOC_READERS[path.suffix.lower()]
     if path.stat().st_size == 0:
         raise CarepressError([error("CP101", "source file is empty (no text at all)", display, 1)])
-    if reader != "docx":
-        list(iter_lines(path, display))  # same encoding/binary checks as plain text
+    # Text sources get the plain-text encoding/binary checks; their lines locate the blocks.
+    lines = None if reader == "docx" else [line for _n, line in iter_lines(path, display)]
     ast = _pandoc_json(path, reader, display)
     events = list(_pandoc_events(ast.get("blocks", [])))
     if not events:
         raise CarepressError([error("CP101", "source file is empty (no text at all)", display, 1)])
-    find = _line_finder(path, reader)
+    find = _line_finder(lines)
     levels = [lvl for kind, payload in events if kind == "title" for lvl in [payload[0]]]
     top = min(levels) if levels else None
     # The first heading is the collection title when it is the only one at the top level.

@@ -126,18 +126,24 @@ def parse_vtt(raw: bytes, path: str) -> list[RawCue]:
         timing_at = 0 if "-->" in head else 1
         if timing_at >= len(lines) or "-->" not in lines[timing_at]:
             raise _fail("CP310", f"block has no cue timing line ('start --> end'): {head[:40]!r}", path, line_no)
-        m = VTT_TIMING_RE.match(lines[timing_at])
-        if not m:
-            raise _fail("CP310", f"malformed cue timing {lines[timing_at].strip()[:60]!r} "
-                        "(want hh:mm:ss.mmm --> hh:mm:ss.mmm)", path, line_no + timing_at)
-        start, end = _ms(m.groups()[:4]), _ms(m.groups()[4:])
-        if end <= start:
-            raise _fail("CP310", "cue ends before it starts", path, line_no + timing_at)
-        body, timed = _text_lines(lines[timing_at + 1:], vtt=True)
-        cues.append(RawCue(len(cues) + 1, line_no + timing_at, start, end, body, timed))
+        cues.append(_cue(lines, timing_at, len(cues) + 1, line_no, path, vtt=True))
     if not cues:
         raise _fail("CP311", "caption file has no cues", path)
     return cues
+
+
+def _cue(lines: list[str], timing_at: int, number: int, line_no: int, path: str, vtt: bool) -> RawCue:
+    """One cue from its block: the timing line at ``timing_at``, then its text lines."""
+    regex, sep = (VTT_TIMING_RE, ".") if vtt else (TIMING_RE, ",")
+    m = regex.match(lines[timing_at])
+    if not m:
+        raise _fail("CP310", f"malformed cue timing {lines[timing_at].strip()[:60]!r} "
+                    f"(want hh:mm:ss{sep}mmm --> hh:mm:ss{sep}mmm)", path, line_no + timing_at)
+    start, end = _ms(m.groups()[:4]), _ms(m.groups()[4:])
+    if end <= start:
+        raise _fail("CP310", "cue ends before it starts", path, line_no + timing_at)
+    body, timed = _text_lines(lines[timing_at + 1:], vtt=vtt)
+    return RawCue(number, line_no + timing_at, start, end, body, timed)
 
 
 def parse_srt(raw: bytes, path: str) -> list[RawCue]:
@@ -150,15 +156,7 @@ def parse_srt(raw: bytes, path: str) -> list[RawCue]:
         if "-->" not in lines[timing_at]:
             raise _fail("CP310", f"block has no cue timing line ('start --> end'): {lines[0][:40]!r}",
                         path, line_no)
-        m = TIMING_RE.match(lines[timing_at])
-        if not m:
-            raise _fail("CP310", f"malformed cue timing {lines[timing_at].strip()[:60]!r} "
-                        "(want hh:mm:ss,mmm --> hh:mm:ss,mmm)", path, line_no + timing_at)
-        start, end = _ms(m.groups()[:4]), _ms(m.groups()[4:])
-        if end <= start:
-            raise _fail("CP310", "cue ends before it starts", path, line_no + timing_at)
-        body, timed = _text_lines(lines[timing_at + 1:], vtt=False)
-        cues.append(RawCue(len(cues) + 1, line_no + timing_at, start, end, body, timed))
+        cues.append(_cue(lines, timing_at, len(cues) + 1, line_no, path, vtt=False))
     if not cues:
         raise _fail("CP311", "caption file has no cues", path)
     return cues
