@@ -139,23 +139,37 @@ class Layout:
 
 def layout(words: Sequence[str], profile: Profile) -> Layout | None:
     """The best way to put these words on at most max_lines lines, or None if they do not fit."""
-    text = " ".join(words)
-    if len(text) <= profile.chars_per_line:
-        return Layout((text,), 0.0)
+    lengths = [len(w) for w in words]
+    pairs = [break_cost(words[k - 1], words[k]) for k in range(1, len(words))]
+    return _layout_span(words, lengths, pairs, 0, len(words), profile)
+
+
+def _layout_span(words: Sequence[str], lengths: Sequence[int], pairs: Sequence[float], start: int, end: int,
+                 profile: Profile) -> Layout | None:
+    """:func:`layout` of ``words[start:end]``, with word lengths and the cost of breaking after
+    each word (``pairs[i]``: between words i and i+1) computed once per sentence by the caller."""
+    count = end - start
+    total = sum(lengths[start:end]) + count - 1
+    if total <= profile.chars_per_line:
+        return Layout((" ".join(words[start:end]),), 0.0)
     if profile.max_lines < 2:
         return None
-    best: Layout | None = None
-    for k in range(1, len(words)):
-        top, bottom = " ".join(words[:k]), " ".join(words[k:])
-        if len(top) > profile.chars_per_line or len(bottom) > profile.chars_per_line:
+    best_cost, best_k = 0.0, 0
+    top = -1
+    for k in range(1, count):
+        top += lengths[start + k - 1] + 1
+        bottom = total - top - 1
+        if top > profile.chars_per_line or bottom > profile.chars_per_line:
             continue
-        diff = len(top) - len(bottom)
-        cost = break_cost(words[k - 1], words[k]) + 0.12 * abs(diff) + (0.4 * diff if diff > 0 else 0.0)
-        if k == 1 or k == len(words) - 1:
+        diff = top - bottom
+        cost = pairs[start + k - 1] + 0.12 * abs(diff) + (0.4 * diff if diff > 0 else 0.0)
+        if k == 1 or k == count - 1:
             cost += 6.0  # a lone word on a line reads as a fragment
-        if best is None or cost < best.cost:
-            best = Layout((top, bottom), cost)
-    return best
+        if best_k == 0 or cost < best_cost:
+            best_cost, best_k = cost, k
+    if best_k == 0:
+        return None
+    return Layout((" ".join(words[start:start + best_k]), " ".join(words[start + best_k:end])), best_cost)
 
 
 def force_layout(words: Sequence[str], profile: Profile) -> tuple[str, ...]:
@@ -186,6 +200,8 @@ def segment(words: Sequence[str], profile: Profile, fits: Fits | None = None, ex
     best = [inf] * (n + 1)
     choice: list[tuple[int, tuple[str, ...]] | None] = [None] * (n + 1)
     best[0] = 0.0
+    lengths = [len(w) for w in words]
+    pairs = [break_cost(words[k], words[k + 1]) for k in range(n - 1)]  # no pause: within a cue's lines
     for end in range(1, n + 1):
         chars = -1
         for start in range(end - 1, -1, -1):
@@ -198,14 +214,14 @@ def segment(words: Sequence[str], profile: Profile, fits: Fits | None = None, ex
             single = start == end - 1
             if not single and fits is not None and not fits(start, end):
                 break
-            lay = layout(words[start:end], profile)
+            lay = _layout_span(words, lengths, pairs, start, end, profile)
             if lay is None:
                 if not single:
                     continue
                 lay = Layout(force_layout(words[start:end], profile), FORBIDDEN)
             cost = best[start] + CUE_COST + lay.cost
             if end < n:
-                cost += break_cost(words[end - 1], words[end], pauses[end - 1] if pauses else 0.0)
+                cost += break_cost(words[end - 1], words[end], pauses[end - 1]) if pauses else pairs[end - 1]
             if end - start < 3 and n > 3:
                 cost += SHORT_CUE_COST
             if extra is not None:

@@ -9,6 +9,8 @@ a cue that cannot meet it is reported as a warning (CP313).
 
 from __future__ import annotations
 
+import json
+
 from ..captions.cues import Cue, to_srt, to_ttml, to_vtt
 from ..captions.lint import lint_cues
 from ..captions.profiles import Profile, get_profile
@@ -51,12 +53,31 @@ def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
             ctx.diagnostics.append(warning("CP312", f"timed captions for unknown topic '{slug}': not used", path))
     out: dict[str, bytes] = {}
     for topic in collection.topics:
-        cues = topic_cues(topic, ctx, profile)
         base = f"captions/{topic.slug}"
-        for v in lint_cues(cues, profile):
-            ctx.diagnostics.append(warning("CP313", f"cue {v.cue} breaks {profile.title}: {v.code}: {v.message}",
-                                           f"{base}.vtt"))
-        out[f"{base}.vtt"] = to_vtt(cues)
-        out[f"{base}.srt"] = to_srt(cues)
-        out[f"{base}.ttml"] = to_ttml(cues, collection.language, topic.title)
+        vtt, srt, ttml, problems = _topic_files(collection, topic, ctx, profile)
+        for problem in problems:
+            ctx.diagnostics.append(warning("CP313", problem, f"{base}.vtt"))
+        out[f"{base}.vtt"], out[f"{base}.srt"], out[f"{base}.ttml"] = vtt, srt, ttml
     return out
+
+
+def _topic_files(collection: Collection, topic: Topic, ctx: BuildContext,
+                 profile: Profile) -> tuple[bytes, bytes, bytes, list[str]]:
+    """One topic's VTT, SRT and TTML and its lint messages: from the part cache, or made."""
+    key = None
+    if ctx.parts is not None:
+        timed = ctx.timed_captions.get(topic.slug)
+        key = ctx.parts.key("captions", repr(profile), spoken_text(topic), str(ctx.config.captions.words_per_minute),
+                            str(topic.media.duration_seconds), timed[0] if timed else "", timed[1] if timed else b"",
+                            collection.language, topic.title)
+        cached = ctx.parts.get(key)
+        if cached is not None:
+            data = json.loads(cached)
+            return (data["vtt"].encode(), data["srt"].encode(), data["ttml"].encode(), data["problems"])
+    cues = topic_cues(topic, ctx, profile)
+    problems = [f"cue {v.cue} breaks {profile.title}: {v.code}: {v.message}" for v in lint_cues(cues, profile)]
+    files = to_vtt(cues), to_srt(cues), to_ttml(cues, collection.language, topic.title)
+    if key is not None:
+        ctx.parts.put(key, json.dumps({"vtt": files[0].decode(), "srt": files[1].decode(), "ttml": files[2].decode(),
+                                       "problems": problems}, ensure_ascii=False).encode())
+    return (*files, problems)

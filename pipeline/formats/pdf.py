@@ -114,18 +114,21 @@ class Renderer:
         self.base = css("base.css", page)
         self.large = css("large.css")
         self.booklet = css("booklet.css")
+        self.overlay = css("overlay.css")
 
-    def pdf(self, html: str, stylesheets: list, what: str) -> tuple[bytes, int]:
+    def pdf(self, html: str, stylesheets: list, what: str, kind: str = "document") -> tuple[bytes, int]:
+        """One PDF. ``kind``: a tagged PDF/UA "document", a booklet "part" (tagged, whole fonts,
+        which the assembly stores once) or the booklet's "overlay" (untagged: drawn as an artifact)."""
         from weasyprint import HTML
 
         stamp = epoch_datetime(self.epoch).strftime("%Y-%m-%dT%H:%M:%SZ")
+        tagged = {"pdf_variant": "pdf/ua-1", "pdf_tags": True} if kind != "overlay" else {}
         with _captured_log() as log, _source_date_epoch(self.epoch):
             document = HTML(string=html, base_url=ASSET_BASE, url_fetcher=self.fetcher).render(
-                stylesheets=stylesheets, font_config=self.fonts, pdf_variant="pdf/ua-1", pdf_tags=True)
+                stylesheets=stylesheets, font_config=self.fonts, **tagged)
             document.metadata.created = stamp
             document.metadata.modified = stamp
-            data = document.write_pdf(pdf_variant="pdf/ua-1", pdf_tags=True,
-                                      pdf_identifier=what.encode("utf-8"))
+            data = document.write_pdf(**tagged, pdf_identifier=what.encode("utf-8"), full_fonts=kind == "part")
         errors = [r.getMessage() for r in log.records if r.levelno >= logging.ERROR]
         if errors:
             raise CarepressError([error("CP130", f"pdf: {what}: {message}") for message in errors])
@@ -152,9 +155,31 @@ def handout_html(c: Collection, topic: Topic, large: bool = False) -> str:
         c=c, topic=topic, section=section, qr=qr, notes_lines=NOTES_LINES["large" if large else "normal"])
 
 
-def booklet_html(c: Collection) -> str:
-    qrs = {t.slug: qr_data_url(t.media.video_url) if t.media.video_url else "" for t in c.topics}
-    return _environment().get_template("booklet.html").render(c=c, qrs=qrs)
+BOOKLET_PART_TOPICS = 12  # topics per booklet part: a part starts a page; one edit re-renders one part
+
+
+def booklet_parts(c: Collection) -> list[tuple[str, str]]:
+    """(name, HTML) of each part of the booklet's body, in order: a section's topics, 12 at a time."""
+    template = _environment().get_template("booklet_part.html")
+    parts = []
+    for section in c.sections:
+        topics = c.section_topics(section)
+        for n, start in enumerate(range(0, max(len(topics), 1), BOOKLET_PART_TOPICS)):
+            chunk = topics[start:start + BOOKLET_PART_TOPICS]
+            qrs = {t.slug: qr_data_url(t.media.video_url) if t.media.video_url else "" for t in chunk}
+            parts.append((f"{section.slug}/{n}", template.render(c=c, section=section, topics=chunk,
+                                                                 first=start == 0, qrs=qrs)))
+    return parts
+
+
+def booklet_front_html(c: Collection, pages: dict[str, int]) -> str:
+    from .pdfmerge import GOTO
+
+    return _environment().get_template("booklet.html").render(c=c, pages=pages, goto=GOTO)
+
+
+def booklet_overlay_html(c: Collection, pages: int) -> str:
+    return _environment().get_template("booklet_overlay.html").render(c=c, pages=pages)
 
 
 _RENDERERS: dict[tuple[str, int], Renderer] = {}
@@ -169,10 +194,11 @@ def _renderer(paper: str, epoch: int) -> Renderer:
     return _RENDERERS[key]
 
 
+PART_PREFIX = "booklet-part:"  # names of booklet parts among the rendered documents (never published)
+
+
 def _document(c: Collection, kind: str, slug: str) -> tuple[str, str, tuple[str, ...]]:
-    """(output path, HTML, stylesheet names) of one PDF: a handout, a large-print handout or the booklet."""
-    if kind == "booklet":
-        return f"pdf/{c.id}-booklet.pdf", booklet_html(c), ("base", "booklet")
+    """(output path, HTML, stylesheet names) of one PDF: a handout or a large-print handout."""
     topic = c.topic(slug)
     if kind == "large":
         return f"pdf/large-print/{slug}.pdf", handout_html(c, topic, large=True), ("base", "large")
@@ -185,55 +211,148 @@ def render_part(documents: list[tuple[str, str, tuple[str, ...]]], paper: str, e
     start = len(renderer.fetches.served), len(renderer.fetches.refused)
     files: dict[str, bytes] = {}
     for path, html, sheets in documents:
-        files[path], _pages = renderer.pdf(html, [getattr(renderer, name) for name in sheets], path)
+        kind = "overlay" if "overlay" in sheets else "part" if path.startswith(PART_PREFIX) else "document"
+        files[path], _pages = renderer.pdf(html, [getattr(renderer, name) for name in sheets], path, kind)
     return files, Fetches(renderer.fetches.served[start[0]:], renderer.fetches.refused[start[1]:])
 
 
+Document = tuple[str, str, tuple[str, ...]]  # (path or part name, HTML, stylesheet names)
+
+
+class _Scheduler:
+    """Renders documents through the part cache, across ``jobs`` processes when there are many.
+
+    ``submit`` returns a handle at once; ``result`` waits for it. The booklet's parts are
+    submitted first, so its front and overlay can be rendered while handouts still are.
+    """
+
+    def __init__(self, ctx: BuildContext, paper: str, epoch: int, jobs: int):
+        self.ctx, self.paper, self.epoch, self.jobs = ctx, paper, epoch, jobs
+        self.fetches = Fetches()
+        self.pool = None
+
+    def __enter__(self) -> "_Scheduler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def _pool(self):
+        if self.pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("fork"))
+        return self.pool
+
+    def submit(self, documents: list[Document], chunk: int | None = None):
+        files: dict[str, bytes] = {}
+        keys: dict[str, str] = {}
+        pending: list[Document] = []
+        parts = self.ctx.parts
+        for path, html, sheets in documents:
+            if parts is not None:
+                keys[path] = parts.key("pdf", path, html, ",".join(sheets), self.paper, str(self.epoch))
+                cached = parts.get(keys[path])
+                if cached is not None:
+                    files[path] = cached
+                    continue
+            pending.append((path, html, sheets))
+        if not pending:
+            return files, keys, []
+        if self.jobs == 1 or (self.pool is None and len(pending) < 8 * self.jobs):
+            return files, keys, [render_part(pending, self.paper, self.epoch)]  # few: not worth the processes
+        size = chunk or max(1, len(pending) // (self.jobs * 6))
+        pool = self._pool()
+        return files, keys, [pool.submit(render_part, pending[i:i + size], self.paper, self.epoch)
+                             for i in range(0, len(pending), size)]
+
+    def result(self, handle) -> dict[str, bytes]:
+        files, keys, results = handle
+        for result in results:
+            part_files, part_fetches = result if isinstance(result, tuple) else result.result()
+            files.update(part_files)
+            self.fetches.served += part_fetches.served
+            self.fetches.refused += part_fetches.refused
+            if self.ctx.parts is not None:
+                for path, data in part_files.items():
+                    self.ctx.parts.put(keys[path], data)
+        if self.fetches.refused:
+            raise CarepressError([error("CP130", f"pdf: refused to fetch {u!r}") for u in self.fetches.refused])
+        return files
+
+
+class _Zeros(dict):
+    def __missing__(self, key: str) -> int:
+        return 0
+
+
+FRONT = f"{PART_PREFIX}front"
+OVERLAY = f"{PART_PREFIX}overlay"
+CONTENTS_LINES = {"letter": 29, "a4": 31}  # contents entries a page holds: the first guess of its length
+
+
+def _booklet(c: Collection, parts: list[bytes], run: _Scheduler) -> bytes:
+    """Assemble the booklet: front (cover, contents with page numbers), the parts, the overlay.
+
+    The contents' page numbers depend on its own length: start from the length last time
+    (kept in the part cache under the contents' shape), or an estimate, and render the front
+    and the overlay together; if the length was wrong, render both again with the right one.
+    """
+    from .pdfmerge import assemble, open_part
+
+    body = [open_part(data) for data in parts]
+    ctx = run.ctx
+    shape = ctx.parts.key("pdf-front-pages", booklet_front_html(c, _Zeros()), run.paper) if ctx.parts else None
+    known = ctx.parts.get(shape) if shape else None
+    entries = len(c.topics) + 2 * len(c.sections)
+    front_pages = int(known) if known and known.isdigit() else 2 + (entries - 1) // CONTENTS_LINES[run.paper]
+    for _attempt in range(4):
+        numbers: dict[str, int] = {}
+        start = front_pages + 1
+        for part in body:
+            for name, (page, _x, _y) in part.dests.items():
+                numbers[name] = start + page
+            start += part.pages
+        handle = run.submit([(FRONT, booklet_front_html(c, numbers), ("base", "booklet")),
+                             (OVERLAY, booklet_overlay_html(c, start - 1), ("base", "overlay"))], chunk=1)
+        rendered = run.result(handle)
+        front = open_part(rendered[FRONT])
+        if front.pages == front_pages:
+            break
+        front_pages = front.pages
+    if shape:
+        ctx.parts.put(shape, str(front_pages).encode())
+    outline = [(s.title, f"section-{s.slug}", [(t.title, f"topic-{t.slug}") for t in c.section_topics(s)])
+               for s in c.sections]
+    labels = {f"section-{s.slug}": s.title for s in c.sections} | {f"topic-{t.slug}": t.title for t in c.topics}
+    return assemble(front, body, rendered[OVERLAY], outline, labels)
+
+
 def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes], Fetches]:
-    """Render every PDF not already in the part cache; with ``jobs`` > 1, across processes."""
+    """Render every PDF not already in the part cache; with ``jobs`` > 1, across processes.
+
+    The booklet's topic parts come first (the booklet waits on them), then the handouts; the
+    booklet's front and overlay follow, and the booklet is assembled from the parts.
+    """
     paper = str(ctx.options.get("paper") or ctx.config.pdf.paper)
     jobs = max(1, int(ctx.options.get("jobs") or 1))
-    epoch = ctx.source_date_epoch
-    wanted = [("booklet", "")] + [(kind, t.slug) for t in c.topics for kind in ("handout", "large")]
-    files: dict[str, bytes] = {}
-    keys: dict[str, str] = {}
-    pending: list[tuple[str, str, tuple[str, ...]]] = []
-    for kind, slug in wanted:
-        path, html, sheets = _document(c, kind, slug)
-        if ctx.parts is not None:
-            keys[path] = ctx.parts.key("pdf", path, html, ",".join(sheets), paper, str(epoch))
-            cached = ctx.parts.get(keys[path])
-            if cached is not None:
-                files[path] = cached
-                continue
-        pending.append((path, html, sheets))
-    if jobs == 1 or len(pending) < 8 * jobs:
-        parts = [render_part(pending, paper, epoch)] if pending else []
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        head, rest = pending[:1], pending[1:]  # the booklet (when pending) is the longest: a task of its own
-        size = max(1, len(rest) // (jobs * 4))
-        chunks = [head] + [rest[i:i + size] for i in range(0, len(rest), size)]
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            parts = list(pool.map(render_part, chunks, [paper] * len(chunks), [epoch] * len(chunks)))
-    fetches = Fetches()
-    for part_files, part_fetches in parts:
-        files.update(part_files)
-        fetches.served += part_fetches.served
-        fetches.refused += part_fetches.refused
-        if ctx.parts is not None:
-            for path, data in part_files.items():
-                ctx.parts.put(keys[path], data)
-    if fetches.refused:
-        raise CarepressError([error("CP130", f"pdf: refused to fetch {u!r}") for u in fetches.refused])
+    names = booklet_parts(c)
+    with _Scheduler(ctx, paper, ctx.source_date_epoch, jobs) as run:
+        body = run.submit([(f"{PART_PREFIX}{name}", html, ("base", "booklet")) for name, html in names],
+                          chunk=1)
+        handouts = run.submit([_document(c, kind, t.slug) for t in c.topics for kind in ("handout", "large")])
+        rendered = run.result(body)
+        booklet = _booklet(c, [rendered[f"{PART_PREFIX}{name}"] for name, _html in names], run)
+        files = run.result(handouts)
+    files[f"pdf/{c.id}-booklet.pdf"] = booklet
     for topic in c.topics:
         pages = pdf_page_count(files[f"pdf/{topic.slug}.pdf"]) or 1
         if pages > 1:
             ctx.diagnostics.append(warning("CP140", f"handout '{topic.slug}' takes {pages} pages, not one",
                                            topic.sources[0].file, topic.sources[0].first_line))
-    return dict(sorted(files.items())), fetches
+    return dict(sorted(files.items())), run.fetches
 
 
 def render(c: Collection, ctx: BuildContext) -> dict[str, bytes]:

@@ -125,7 +125,61 @@ def test_booklet_outline_toc_and_text(pdf_dir, seed_collection):
     positions = [text.index(words(t.text)) for t in seed_collection.topics]
     assert positions == sorted(positions)  # reading order = canonical order (sections are contiguous here)
     contents = text[text.index("Contents"):positions[0]]
-    assert re.search(r"What is Cervical Dystonia\?\s*\.+\s*3", contents), contents[:400]
+    assert re.search(r"What is Cervical Dystonia\?\s*3", contents), contents[:400]
+    # every contents entry links to the page it names, and that page starts its topic
+    with pikepdf.open(path) as pdf:
+        index = {page.objgen: i for i, page in enumerate(pdf.pages)}
+        links = {(str(a.Contents), index[a.Dest[0].objgen]) for a in pdf.pages[1].Annots}  # an area per box
+        dests = pikepdf.NameTree(pdf.Root.Names.Dests)
+        named = {str(k): index[v[0].objgen] for k, v in dests.items()}
+    assert len(links) == len(seed_collection.sections) + len(seed_collection.topics)
+    for topic in seed_collection.topics:
+        label, page = next((label, page) for label, page in links if label.startswith(topic.title + ","))
+        assert label == f"{topic.title}, page {page + 1}"
+        assert named[f"topic-{topic.slug}"] == page
+        assert words(topic.title) in pdftotext_page(path, page + 1)
+
+
+def pdftotext_page(path, number: int) -> str:
+    out = subprocess.run(["pdftotext", "-enc", "UTF-8", "-f", str(number), "-l", str(number), str(path), "-"],
+                         capture_output=True, text=True, check=True)
+    return words(out.stdout)
+
+
+def test_booklet_structure_tree_is_whole(pdf_dir):
+    """The assembled booklet: one tree root; every page's marked content and every annotation
+    is in the parent tree, pointing at elements of that page; parts' fonts stored once."""
+    with pikepdf.open(pdf_dir / "pdf" / "dystonia-education-booklet.pdf") as pdf:
+        roots = [o for o in pdf.objects if isinstance(o, pikepdf.Dictionary) and o.get("/Type") == "/StructTreeRoot"]
+        assert len(roots) == 1
+        tree = pdf.Root.StructTreeRoot
+        flat = list(tree.ParentTree.Nums)
+        nums = {int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+        keys = set()
+        for page in pdf.pages:
+            elements = nums[int(page.StructParents)]
+            keys.add(int(page.StructParents))
+            assert all(e.Pg.objgen == page.objgen for e in elements)
+            streams = page.Contents if isinstance(page.Contents, pikepdf.Array) else [page.Contents]
+            content = b"".join(s.read_bytes() for s in streams)
+            assert {int(m) for m in re.findall(rb"/MCID (\d+)", content)} == set(range(len(elements)))
+            for annot in page.get("/Annots", []):
+                keys.add(int(annot.StructParent))
+                objr = [k for k in nums[int(annot.StructParent)].K
+                        if isinstance(k, pikepdf.Dictionary) and k.get("/Type") == "/OBJR"]
+                assert objr[0].Obj.objgen == annot.objgen
+        assert int(tree.ParentTreeNextKey) == len(nums) == len(keys)
+
+        def check(element):
+            for kid in element.get("/K", []) if isinstance(element.get("/K"), pikepdf.Array) else []:
+                if isinstance(kid, pikepdf.Dictionary) and kid.get("/Type") == "/StructElem":
+                    assert kid.P.objgen == element.objgen
+                    check(kid)
+
+        check(tree.K[0])
+        descriptors = [o for o in pdf.objects if isinstance(o, pikepdf.Dictionary) and o.get("/Type") == "/FontDescriptor"]
+        files = [d.FontFile2.objgen for d in descriptors]
+        assert len(set(files)) < len(files)  # the parts' whole fonts are stored once
 
 
 def test_a4_option(tmp_path):

@@ -1,0 +1,221 @@
+"""Assemble a tagged PDF from tagged parts: the booklet from its front, topic parts and overlay.
+
+Each part is a PDF/UA document from WeasyPrint, rendered on its own (in parallel, and cached,
+so one edited topic re-renders one part). Assembly is PDF-level and fast:
+
+- pages are appended in order; each part's structure elements become children of one
+  ``Document`` element, as WeasyPrint itself builds them page by page;
+- the parent tree is rebuilt with new keys (pages first, then annotations);
+- ``goto:`` links of the front part become in-document destinations;
+- the named destinations of every part (topic and section anchors) become the document's,
+  so ``booklet.pdf#topic-…`` opens at that topic, and the outline is built from them;
+- the overlay's pages (running headers, "Page N of M") are drawn over every page but the
+  cover, marked as artifacts;
+- identical embedded font programs are stored once.
+
+Only functions of bytes; no file I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+GOTO = "https://goto.carepress.invalid/"
+
+
+@dataclass
+class Part:
+    """One opened part: its pages and named destinations (name -> page index, x, y)."""
+
+    pdf: object  # pikepdf.Pdf
+    pages: int
+    dests: dict[str, tuple[int, float, float]]
+
+
+def open_part(data: bytes) -> Part:
+    import pikepdf
+
+    pdf = pikepdf.open(io.BytesIO(data))
+    index = {page.objgen: i for i, page in enumerate(pdf.pages)}
+    dests: dict[str, tuple[int, float, float]] = {}
+    names = pdf.Root.get("/Names")
+    if names is not None and "/Dests" in names:
+        tree = pikepdf.NameTree(names.Dests)
+        for name, dest in tree.items():
+            dests[str(name)] = (index[dest[0].objgen], float(dest[2]), float(dest[3]))
+    return Part(pdf, len(pdf.pages), dests)
+
+
+def _nums(pdf) -> dict[int, object]:
+    tree = pdf.Root.StructTreeRoot.ParentTree
+    flat = list(tree.Nums)
+    return {int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def assemble(front: Part, parts: list[Part], overlay: bytes | None,
+             outline: list[tuple[str, str, list[tuple[str, str]]]], labels: dict[str, str]) -> bytes:
+    """The booklet: ``front`` then ``parts``; ``outline`` is [(title, dest, [(title, dest)])]."""
+    import pikepdf
+
+    out = front.pdf
+    root = out.Root
+    for key in ("/Names", "/Outlines", "/PageMode"):
+        if key in root:
+            del root[key]
+    tree_root = root.StructTreeRoot
+    document = tree_root.K[0]
+    # (source nums, old key) for each output page, in order; annotations are renumbered after
+    owners: list[dict[int, object]] = [_nums(out)] * front.pages
+    dests: dict[str, tuple[int, float, float]] = dict(front.dests)
+    offset = front.pages
+    for part in parts:
+        src = part.pdf
+        src_doc = src.Root.StructTreeRoot.K[0]
+        kids = src_doc.K
+        for kid in kids:
+            if "/P" in kid:
+                del kid["/P"]  # re-parented below; keeps the part's own tree root out of the copy
+        nums = _nums(src)
+        for page in src.pages:
+            out.pages.append(page)
+        for kid in _copy(out, kids):
+            kid.P = document
+            document.K.append(kid)
+        owners.extend([{key: _copy(out, value) for key, value in nums.items()}] * part.pages)
+        for name, (page, x, y) in part.dests.items():
+            dests[name] = (page + offset, x, y)
+        offset += part.pages
+    _rebuild_parent_tree(out, owners)
+    _resolve_links(out, dests, labels)
+    _named_dests(out, dests)
+    _outline(out, outline, dests)
+    if overlay is not None:
+        _overlay(out, overlay)
+    _dedupe_fonts(out)
+    buffer = io.BytesIO()
+    out.save(buffer, deterministic_id=True, compress_streams=True,
+             object_stream_mode=pikepdf.ObjectStreamMode.generate)
+    return buffer.getvalue()
+
+
+def _rebuild_parent_tree(out, owners) -> None:
+    """New parent tree: page i has key i; every annotation with a structure parent follows."""
+    import pikepdf
+
+    flat = pikepdf.Array()
+    annotation_entries = []
+    for i, page in enumerate(out.pages):
+        nums = owners[i]
+        old = int(page.obj.get("/StructParents", -1))
+        value = nums.get(old)
+        if value is not None:
+            flat.append(i)
+            flat.append(value)
+        page.obj.StructParents = i
+        for annot in page.obj.get("/Annots", []):
+            if "/StructParent" in annot:
+                annotation_entries.append((annot, nums.get(int(annot.StructParent))))
+    key = len(out.pages)
+    for annot, value in annotation_entries:
+        annot.StructParent = key
+        if value is not None:
+            flat.append(key)
+            flat.append(value)
+        key += 1
+    tree = out.make_indirect(pikepdf.Dictionary(Nums=flat))
+    out.Root.StructTreeRoot.ParentTree = tree
+    out.Root.StructTreeRoot.ParentTreeNextKey = key
+
+
+def _copy(out, value):
+    """A parent-tree value (a direct array of elements, or one element) copied into ``out``."""
+    import pikepdf
+
+    if value.is_indirect:
+        return out.copy_foreign(value)
+    return pikepdf.Array([out.copy_foreign(item) if item.is_indirect else item for item in value])
+
+
+def _resolve_links(out, dests, labels: dict[str, str]) -> None:
+    import pikepdf
+
+    for page in out.pages:
+        for annot in page.obj.get("/Annots", []):
+            action = annot.get("/A")
+            if action is None or str(action.get("/S")) != "/URI":
+                continue
+            uri = str(action.URI)
+            if not uri.startswith(GOTO):
+                continue
+            name = uri[len(GOTO):]
+            target, x, y = dests[name]
+            del annot["/A"]
+            annot.Dest = pikepdf.Array([out.pages[target].obj, pikepdf.Name.XYZ, x, y, 0])
+            annot.Contents = pikepdf.String(f"{labels.get(name, name)}, page {target + 1}")
+
+
+def _named_dests(out, dests) -> None:
+    import pikepdf
+
+    flat = pikepdf.Array()
+    for name in sorted(dests, key=lambda n: n.encode("utf-8")):
+        page, x, y = dests[name]
+        flat.append(pikepdf.String(name))
+        flat.append(pikepdf.Array([out.pages[page].obj, pikepdf.Name.XYZ, x, y, 0]))
+    out.Root.Names = pikepdf.Dictionary(Dests=out.make_indirect(pikepdf.Dictionary(Names=flat)))
+
+
+def _outline(out, outline, dests) -> None:
+    from pikepdf import Name, OutlineItem
+
+    def item(title: str, dest: str) -> OutlineItem:
+        page, x, y = dests[dest]
+        return OutlineItem(title, page, "XYZ", left=x, top=y, zoom=0)
+
+    with out.open_outline() as tree:
+        tree.root.clear()
+        for title, dest, children in outline:
+            parent = item(title, dest)
+            parent.children.extend(item(t, d) for t, d in children)
+            tree.root.append(parent)
+    out.Root.PageMode = Name.UseOutlines
+
+
+def _overlay(out, overlay: bytes) -> None:
+    """Draw overlay page i over page i (i >= 1), inside an artifact, after the page's own content."""
+    import pikepdf
+
+    src = pikepdf.open(io.BytesIO(overlay))
+    if len(src.pages) != len(out.pages):
+        raise ValueError(f"overlay has {len(src.pages)} pages, the booklet {len(out.pages)}")
+    for i in range(1, len(out.pages)):
+        form = out.copy_foreign(src.pages[i].as_form_xobject())
+        page = out.pages[i]
+        # WeasyPrint pages share one /Resources dictionary: give each page its own (shallow) copy
+        resources = pikepdf.Dictionary({k: v for k, v in page.obj.Resources.items()})
+        if "/XObject" in resources:
+            resources.XObject = pikepdf.Dictionary({k: v for k, v in resources.XObject.items()})
+        page.obj.Resources = resources
+        name = page.add_resource(form, pikepdf.Name.XObject, name=pikepdf.Name("/CarepressOverlay"),
+                                 replace_existing=False)  # a fixed name: random ones break reproducibility
+        page.contents_add(out.make_stream(b"q\n"), prepend=True)
+        page.contents_add(out.make_stream(b"Q\n/Artifact BMC\nq\n" + bytes(name) + b" Do\nQ\nEMC\n"))
+
+
+def _dedupe_fonts(out) -> None:
+    """Point every font descriptor at one copy of each distinct embedded font program."""
+    first: dict[tuple[str, bytes], object] = {}
+    for obj in out.objects:
+        if not isinstance(obj, __import__("pikepdf").Dictionary) or obj.get("/Type") != "/FontDescriptor":
+            continue
+        for key in ("/FontFile2", "/FontFile3", "/FontFile"):
+            stream = obj.get(key)
+            if stream is None:
+                continue
+            digest = (key, hashlib.sha256(stream.read_raw_bytes()).digest())
+            if digest in first:
+                obj[key] = first[digest]
+            else:
+                first[digest] = stream
