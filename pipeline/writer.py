@@ -34,10 +34,13 @@ def publish(files: Mapping[str, bytes], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     root = out_dir.resolve()
     written: list[Path] = []
+    resolved: dict[Path, Path] = {}
     for name in sorted(files):
         target = root.joinpath(*paths[name].parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        parent = target.parent.resolve()
+        if target.parent not in resolved:  # once per folder: thousands of files share a few
+            target.parent.mkdir(parents=True, exist_ok=True)
+            resolved[target.parent] = target.parent.resolve()
+        parent = resolved[target.parent]
         if parent != root and root not in parent.parents:
             raise CarepressError([error("CP120", f"refused output path {name!r}: it leads outside {out_dir}")])
         if target.is_symlink():

@@ -147,6 +147,7 @@ def _enclosing_dict(chunk: bytes, at: int) -> bytes:
     return chunk[start:]
 
 
+@lru_cache(maxsize=4096)  # the PDF format and the HTML download details ask for the same files
 def pdf_page_count(data: bytes) -> int | None:
     """Pages in a PDF (the /Count of its page tree root), or None when it cannot be read.
 

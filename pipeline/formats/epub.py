@@ -293,13 +293,20 @@ def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], li
             for topic in group["topics"]:
                 parts = collection.series_topics(topic) if topic.series else ()
                 index = [p.slug for p in parts].index(topic.slug) if parts else -1
-                docs.append(Doc(f"topic-{topic.slug}", topic_href(topic), topic.title, _xhtml(
-                    "topic.xhtml", **common, title=topic.title, topic=topic, section=section,
-                    section_href=section_href(section), body=blocks_html(topic.body),
-                    transcript=paragraphs_html(topic.transcript) if topic.transcript else "",
-                    video=_video(topic), parts=parts, topic_href=topic_href,
-                    previous=parts[index - 1] if index > 0 else None,
-                    next=parts[index + 1] if 0 <= index < len(parts) - 1 else None)))
+                key = ctx.parts.key("epub-topic", lang, topic.model_dump_json(), section.slug, section.title,
+                                    repr([(p.slug, p.title) for p in parts])) if ctx.parts is not None else None
+                data = ctx.parts.get(key) if key else None
+                if data is None:  # a topic's document depends on nothing else: rendered once, then cached
+                    data = _xhtml(
+                        "topic.xhtml", **common, title=topic.title, topic=topic, section=section,
+                        section_href=section_href(section), body=blocks_html(topic.body),
+                        transcript=paragraphs_html(topic.transcript) if topic.transcript else "",
+                        video=_video(topic), parts=parts, topic_href=topic_href,
+                        previous=parts[index - 1] if index > 0 else None,
+                        next=parts[index + 1] if 0 <= index < len(parts) - 1 else None)
+                    if key:
+                        ctx.parts.put(key, data)
+                docs.append(Doc(f"topic-{topic.slug}", topic_href(topic), topic.title, data))
     with_video = sum(1 for t in collection.topics if t.media.video_url)
     docs.append(Doc("about", "about.xhtml", "About this book", _xhtml(
         "about.xhtml", **common, title="About this book", summary=accessibility_summary(collection),
@@ -360,7 +367,13 @@ def _book(collection: Collection, ctx: BuildContext):
     book.add_item(epub.EpubNcx())
     book.add_item(epub.EpubItem(uid="css", file_name=CSS_PATH, media_type="text/css", content=_stylesheet()))
     book.add_item(epub.EpubCover(uid="cover-image", file_name=COVER_IMAGE))
-    book.get_item_with_id("cover-image").content = cover_png(collection)
+    key = ctx.parts.key("epub-cover", repr(cover_lines(collection))) if ctx.parts is not None else None
+    cover = ctx.parts.get(key) if key else None
+    if cover is None:
+        cover = cover_png(collection)
+        if key:
+            ctx.parts.put(key, cover)
+    book.get_item_with_id("cover-image").content = cover
     for n, name in enumerate(sorted(FONT_FILES.values()), 1):
         book.add_item(epub.EpubItem(uid=f"font-{n}", file_name=f"{FONT_PATH}/{name}", media_type="font/ttf",
                                     content=font_bytes(name)))

@@ -293,12 +293,13 @@ OVERLAY = f"{PART_PREFIX}overlay"
 CONTENTS_LINES = {"letter": 29, "a4": 31}  # contents entries a page holds: the first guess of its length
 
 
-def _booklet(c: Collection, parts: list[bytes], run: _Scheduler) -> bytes:
+def _booklet(c: Collection, parts: list[bytes], run: _Scheduler, meanwhile=lambda: None) -> bytes:
     """Assemble the booklet: front (cover, contents with page numbers), the parts, the overlay.
 
     The contents' page numbers depend on its own length: start from the length last time
     (kept in the part cache under the contents' shape), or an estimate, and render the front
     and the overlay together; if the length was wrong, render both again with the right one.
+    ``meanwhile`` is called once they are queued (to queue the handouts behind them).
     """
     from .pdfmerge import assemble, open_part
 
@@ -317,6 +318,8 @@ def _booklet(c: Collection, parts: list[bytes], run: _Scheduler) -> bytes:
             start += part.pages
         handle = run.submit([(FRONT, booklet_front_html(c, numbers), ("base", "booklet")),
                              (OVERLAY, booklet_overlay_html(c, start - 1), ("base", "overlay"))], chunk=1)
+        if _attempt == 0:
+            meanwhile()
         rendered = run.result(handle)
         front = open_part(rendered[FRONT])
         if front.pages == front_pages:
@@ -333,8 +336,8 @@ def _booklet(c: Collection, parts: list[bytes], run: _Scheduler) -> bytes:
 def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes], Fetches]:
     """Render every PDF not already in the part cache; with ``jobs`` > 1, across processes.
 
-    The booklet's topic parts come first (the booklet waits on them), then the handouts; the
-    booklet's front and overlay follow, and the booklet is assembled from the parts.
+    The booklet's topic parts come first (its front needs their page numbers), then its front
+    and overlay, then the handouts; the booklet is assembled from the parts.
     """
     paper = str(ctx.options.get("paper") or ctx.config.pdf.paper)
     jobs = max(1, int(ctx.options.get("jobs") or 1))
@@ -342,10 +345,11 @@ def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes], Fet
     with _Scheduler(ctx, paper, ctx.source_date_epoch, jobs) as run:
         body = run.submit([(f"{PART_PREFIX}{name}", html, ("base", "booklet")) for name, html in names],
                           chunk=1)
-        handouts = run.submit([_document(c, kind, t.slug) for t in c.topics for kind in ("handout", "large")])
         rendered = run.result(body)
-        booklet = _booklet(c, [rendered[f"{PART_PREFIX}{name}"] for name, _html in names], run)
-        files = run.result(handouts)
+        handouts = []  # queued behind the booklet's front and overlay, the longest single documents
+        booklet = _booklet(c, [rendered[f"{PART_PREFIX}{name}"] for name, _html in names], run, lambda: handouts.append(
+            run.submit([_document(c, kind, t.slug) for t in c.topics for kind in ("handout", "large")])))
+        files = run.result(handouts[0])
     files[f"pdf/{c.id}-booklet.pdf"] = booklet
     for topic in c.topics:
         pages = pdf_page_count(files[f"pdf/{topic.slug}.pdf"]) or 1

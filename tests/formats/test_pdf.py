@@ -209,6 +209,12 @@ def test_video_handout_has_qr_with_alt_and_printed_url(video_pdfs):
 
     walk(pdf.Root.StructTreeRoot)
     assert figures == [f"QR code: scan it to open the video for \u201c{topic.title}\u201d at {topic.media.video_url}"]
+    # the assembled booklet keeps every topic's QR code figure and its alt text
+    figures.clear()
+    booklet = open_bytes(files[f"pdf/{collection.id}-booklet.pdf"])
+    walk(booklet.Root.StructTreeRoot)
+    with_video = [t for t in collection.topics if t.media.video_url]
+    assert len(figures) == len(with_video) and all(f.startswith("QR code: scan it") for f in figures)
     assert fetches.refused == []
     assert all(u.startswith((ASSET_BASE, "data:")) for u in fetches.served)
 
@@ -228,6 +234,13 @@ def test_hostile_text_is_text_and_nothing_is_fetched(hostile_case, tmp_path):
         assert not any(
             "/XObject" in page.Resources and len(page.Resources.XObject) for page in pdf.pages
         ), "an image was embedded from hostile markup"
+    booklet = tmp_path / "b.pdf"
+    booklet.write_bytes(files[f"pdf/{loaded.collection.id}-booklet.pdf"])
+    assert "<script>alert(1)</script>" in pdftotext(booklet)
+    with pikepdf.open(booklet) as pdf:
+        for page in pdf.pages:  # only our overlay (running headers) is drawn as an XObject: no images
+            assert all(str(x.Subtype) == "/Form" and str(name) == "/CarepressOverlay"
+                       for name, x in page.Resources.get("/XObject", {}).items())
 
 
 def test_fetcher_refuses_everything_but_assets():
