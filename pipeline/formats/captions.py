@@ -51,33 +51,64 @@ def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
     for slug, (path, _raw) in sorted(ctx.timed_captions.items()):
         if slug not in slugs:
             ctx.diagnostics.append(warning("CP312", f"timed captions for unknown topic '{slug}': not used", path))
+    wpm = ctx.config.captions.words_per_minute
+    keys: dict[str, str] = {}
+    made: dict[str, tuple[bytes, bytes, bytes, list[str]]] = {}
+    for topic in collection.topics:
+        if ctx.parts is not None:
+            timed = ctx.timed_captions.get(topic.slug)
+            keys[topic.slug] = ctx.parts.key(
+                "captions", repr(profile), spoken_text(topic), str(wpm), str(topic.media.duration_seconds),
+                timed[0] if timed else "", timed[1] if timed else b"", collection.language, topic.title)
+            cached = ctx.parts.get(keys[topic.slug])
+            if cached is not None:
+                data = json.loads(cached)
+                made[topic.slug] = (data["vtt"].encode(), data["srt"].encode(), data["ttml"].encode(),
+                                    data["problems"])
+    cached_slugs = set(made)
+    # imported timing can fail with a diagnostic: done here; estimated timing is pure: spread
+    pending = [t for t in collection.topics if t.slug not in made and t.slug not in ctx.timed_captions]
+    for topic in collection.topics:
+        if topic.slug not in made and topic.slug in ctx.timed_captions:
+            made[topic.slug] = _files(import_timed(ctx.timed_captions[topic.slug][1], ctx.timed_captions[topic.slug][0],
+                                                   profile), profile, collection.language, topic.title)
+    jobs = max(1, int(ctx.options.get("jobs") or 1))
+    if jobs > 1 and len(pending) >= PARALLEL_FROM:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        size = -(-len(pending) // (jobs * 4))
+        chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            results = pool.map(_estimated, chunks, [profile] * len(chunks), [wpm] * len(chunks),
+                               [collection.language] * len(chunks))
+            for chunk, files in zip(chunks, results):
+                made.update(zip((t.slug for t in chunk), files))
+    else:
+        made.update(zip((t.slug for t in pending), _estimated(pending, profile, wpm, collection.language)))
     out: dict[str, bytes] = {}
     for topic in collection.topics:
         base = f"captions/{topic.slug}"
-        vtt, srt, ttml, problems = _topic_files(collection, topic, ctx, profile)
+        vtt, srt, ttml, problems = made[topic.slug]
+        if ctx.parts is not None and topic.slug not in cached_slugs:
+            ctx.parts.put(keys[topic.slug], json.dumps({"vtt": vtt.decode(), "srt": srt.decode(), "ttml": ttml.decode(),
+                                                        "problems": problems}, ensure_ascii=False).encode())
         for problem in problems:
             ctx.diagnostics.append(warning("CP313", problem, f"{base}.vtt"))
         out[f"{base}.vtt"], out[f"{base}.srt"], out[f"{base}.ttml"] = vtt, srt, ttml
     return out
 
 
-def _topic_files(collection: Collection, topic: Topic, ctx: BuildContext,
-                 profile: Profile) -> tuple[bytes, bytes, bytes, list[str]]:
-    """One topic's VTT, SRT and TTML and its lint messages: from the part cache, or made."""
-    key = None
-    if ctx.parts is not None:
-        timed = ctx.timed_captions.get(topic.slug)
-        key = ctx.parts.key("captions", repr(profile), spoken_text(topic), str(ctx.config.captions.words_per_minute),
-                            str(topic.media.duration_seconds), timed[0] if timed else "", timed[1] if timed else b"",
-                            collection.language, topic.title)
-        cached = ctx.parts.get(key)
-        if cached is not None:
-            data = json.loads(cached)
-            return (data["vtt"].encode(), data["srt"].encode(), data["ttml"].encode(), data["problems"])
-    cues = topic_cues(topic, ctx, profile)
+PARALLEL_FROM = 200  # topics to caption before processes pay for themselves
+
+
+def _files(cues: list[Cue], profile: Profile, language: str, title: str) -> tuple[bytes, bytes, bytes, list[str]]:
+    """VTT, SRT, TTML and the lint messages for one topic's cues."""
     problems = [f"cue {v.cue} breaks {profile.title}: {v.code}: {v.message}" for v in lint_cues(cues, profile)]
-    files = to_vtt(cues), to_srt(cues), to_ttml(cues, collection.language, topic.title)
-    if key is not None:
-        ctx.parts.put(key, json.dumps({"vtt": files[0].decode(), "srt": files[1].decode(), "ttml": files[2].decode(),
-                                       "problems": problems}, ensure_ascii=False).encode())
-    return (*files, problems)
+    return to_vtt(cues), to_srt(cues), to_ttml(cues, language, title), problems
+
+
+def _estimated(topics: list[Topic], profile: Profile, wpm: float, language: str):
+    """Files for topics whose timing is estimated (runs in a worker process when there are many)."""
+    return [_files(estimate(spoken_text(t), profile, wpm, t.media.duration_seconds), profile, language, t.title)
+            for t in topics]

@@ -156,16 +156,26 @@ def pdf_page_count(data: bytes) -> int | None:
     """
     if not data.startswith(b"%PDF-"):
         return None
-    chunks = [data]
-    for match in _STREAM_RE.finditer(data):
-        try:
-            chunks.append(zlib.decompress(match.group(1)))
-        except zlib.error:
-            continue
-    counts = []
-    for chunk in chunks:
-        for found in _PAGES_RE.finditer(chunk):
-            count = _COUNT_RE.search(_enclosing_dict(chunk, found.start()))
-            if count:
-                counts.append(int(count.group(1)))
+    counts = _page_counts(data)
+    if not counts:  # in an object stream: inflate those first (fonts and pages are most of the bytes)
+        streams = list(_STREAM_RE.finditer(data))
+        for only_object_streams in (True, False):
+            for match in streams:
+                if only_object_streams != (b"/ObjStm" in data[max(0, match.start() - 400):match.start()]):
+                    continue
+                try:
+                    counts += _page_counts(zlib.decompress(match.group(1)))
+                except zlib.error:
+                    continue
+            if counts:
+                break
     return max(counts) if counts else None
+
+
+def _page_counts(chunk: bytes) -> list[int]:
+    counts = []
+    for found in _PAGES_RE.finditer(chunk):
+        count = _COUNT_RE.search(_enclosing_dict(chunk, found.start()))
+        if count:
+            counts.append(int(count.group(1)))
+    return counts

@@ -347,3 +347,21 @@ def test_srt_import_and_unknown_topic(tmp_path):
     assert " ".join(" ".join(c.lines) for c in cues) == "Dystonia movements usually stop during sleep &amp; rest."
     assert cues[0].start == 1000 and lint_cues(cues, get_profile("dcmp")) == []
     assert [d.code for d in ctx.diagnostics] == ["CP312"]
+
+
+def test_parallel_captions_give_the_same_bytes_and_warnings(tmp_path):
+    """Over PARALLEL_FROM topics, estimated captions are made across processes: same result."""
+    from pipeline.formats.captions import PARALLEL_FROM
+
+    source = tmp_path / "many.txt"
+    topics = "\n\n".join(f"Topic Number {n}\n\nDr. Smith explains treatment {n} for dystonia, with 5 mg doses and "
+                         f"a supercalifragilisticexpialidociouslylongword{'x' * (n % 30)} in it."
+                         for n in range(PARALLEL_FROM + 10))
+    source.write_text(f"Many Topics\n\nA collection with many topics.\n\n{topics}\n")
+    config, loaded = load_case(source)
+    results = []
+    for jobs in (1, 2):
+        ctx = BuildContext(config=config, source_date_epoch=0, options={"jobs": jobs})
+        results.append((render(loaded.collection, ctx), [str(d) for d in ctx.diagnostics]))
+    assert results[0] == results[1]
+    assert len(results[0][0]) == 3 * (PARALLEL_FROM + 10) and results[0][1]  # the long words warn (CP313)
