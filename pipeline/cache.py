@@ -16,7 +16,7 @@ import re
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 MANIFEST = ".carepress-manifest.json"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -141,3 +141,15 @@ class PartCache:
 
     def keep(self) -> set[str]:
         return self.used | set(self.new)
+
+
+def cached(parts: PartCache | None, make: Callable[[], bytes], *key: str | bytes) -> bytes:
+    """The part under ``key`` from the cache, else ``make()`` (then cached); no cache: ``make()``."""
+    if parts is None:
+        return make()
+    digest = parts.key(*key)
+    data = parts.get(digest)
+    if data is None:
+        data = make()
+        parts.put(digest, data)
+    return data

@@ -70,8 +70,7 @@ def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
     pending = [t for t in collection.topics if t.slug not in made and t.slug not in ctx.timed_captions]
     for topic in collection.topics:
         if topic.slug not in made and topic.slug in ctx.timed_captions:
-            made[topic.slug] = _files(import_timed(ctx.timed_captions[topic.slug][1], ctx.timed_captions[topic.slug][0],
-                                                   profile), profile, collection.language, topic.title)
+            made[topic.slug] = _files(topic_cues(topic, ctx, profile), profile, collection.language, topic.title)
     jobs = max(1, int(ctx.options.get("jobs") or 1))
     if jobs > 1 and len(pending) >= PARALLEL_FROM:
         import multiprocessing

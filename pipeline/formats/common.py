@@ -31,6 +31,23 @@ def font_bytes(name: str) -> bytes:
     return (FONT_DIR / name).read_bytes()
 
 
+def stylesheet_with_fonts(css: str, font_url: str, display: bool = False) -> bytes:
+    """``css`` (FONT_FAMILY standing for the family) after an @font-face per packaged font,
+    each loaded from ``font_url`` + its file name (HTML site and EPUB)."""
+    faces = []
+    for (style, weight), name in sorted(FONT_FILES.items()):
+        faces.append(
+            "@font-face {\n"
+            f'  font-family: "{FONT_FAMILY}";\n'
+            f"  font-style: {style};\n"
+            f"  font-weight: {weight};\n"
+            + ("  font-display: swap;\n" if display else "")
+            + f'  src: url("{font_url}{name}") format("truetype");\n'
+            "}\n"
+        )
+    return ("".join(faces) + "\n" + css.replace("FONT_FAMILY", f'"{FONT_FAMILY}"')).encode("utf-8")
+
+
 @lru_cache(maxsize=None)
 def template_environment(folder: str, finalize=None):
     """A Jinja2 environment for one format's templates: autoescape on, undefined is an error.

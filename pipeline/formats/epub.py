@@ -33,6 +33,7 @@ import jinja2
 from lxml import etree
 from markupsafe import Markup
 
+from ..cache import cached
 from ..diagnostics import CarepressError, error
 from ..model import Collection, Section, Topic
 from . import BuildContext
@@ -49,6 +50,7 @@ from .common import (
     human_duration,
     paragraphs_html,
     presenter_line,
+    stylesheet_with_fonts,
 )
 
 EPUB_TEMPLATES = TEMPLATE_DIR / "epub"
@@ -247,15 +249,7 @@ def cover_png(collection: Collection) -> bytes:
 # --- the documents -----------------------------------------------------------------
 
 def _stylesheet() -> bytes:
-    faces = []
-    for (style, weight), name in sorted(FONT_FILES.items()):
-        faces.append(
-            "@font-face {\n"
-            f'  font-family: "{FONT_FAMILY}";\n  font-style: {style};\n  font-weight: {weight};\n'
-            f'  src: url("../{FONT_PATH}/{name}") format("truetype");\n}}\n'
-        )
-    css = (EPUB_TEMPLATES / "book.css").read_text(encoding="utf-8")
-    return ("".join(faces) + "\n" + css.replace("FONT_FAMILY", f'"{FONT_FAMILY}"')).encode("utf-8")
+    return stylesheet_with_fonts((EPUB_TEMPLATES / "book.css").read_text(encoding="utf-8"), f"../{FONT_PATH}/")
 
 
 def _video(topic: Topic) -> dict | None:
@@ -293,19 +287,15 @@ def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], li
             for topic in group["topics"]:
                 parts = collection.series_topics(topic) if topic.series else ()
                 index = [p.slug for p in parts].index(topic.slug) if parts else -1
-                key = ctx.parts.key("epub-topic", lang, topic.model_dump_json(), section.slug, section.title,
-                                    repr([(p.slug, p.title) for p in parts])) if ctx.parts is not None else None
-                data = ctx.parts.get(key) if key else None
-                if data is None:  # a topic's document depends on nothing else: rendered once, then cached
-                    data = _xhtml(
-                        "topic.xhtml", **common, title=topic.title, topic=topic, section=section,
-                        section_href=section_href(section), body=blocks_html(topic.body),
-                        transcript=paragraphs_html(topic.transcript) if topic.transcript else "",
-                        video=_video(topic), parts=parts, topic_href=topic_href,
-                        previous=parts[index - 1] if index > 0 else None,
-                        next=parts[index + 1] if 0 <= index < len(parts) - 1 else None)
-                    if key:
-                        ctx.parts.put(key, data)
+                data = cached(ctx.parts, lambda: _xhtml(  # depends on nothing else: rendered once, then cached
+                    "topic.xhtml", **common, title=topic.title, topic=topic, section=section,
+                    section_href=section_href(section), body=blocks_html(topic.body),
+                    transcript=paragraphs_html(topic.transcript) if topic.transcript else "",
+                    video=_video(topic), parts=parts, topic_href=topic_href,
+                    previous=parts[index - 1] if index > 0 else None,
+                    next=parts[index + 1] if 0 <= index < len(parts) - 1 else None),
+                    "epub-topic", lang, topic.model_dump_json(), section.slug, section.title,
+                    repr([(p.slug, p.title) for p in parts]))
                 docs.append(Doc(f"topic-{topic.slug}", topic_href(topic), topic.title, data))
     with_video = sum(1 for t in collection.topics if t.media.video_url)
     docs.append(Doc("about", "about.xhtml", "About this book", _xhtml(
@@ -367,13 +357,8 @@ def _book(collection: Collection, ctx: BuildContext):
     book.add_item(epub.EpubNcx())
     book.add_item(epub.EpubItem(uid="css", file_name=CSS_PATH, media_type="text/css", content=_stylesheet()))
     book.add_item(epub.EpubCover(uid="cover-image", file_name=COVER_IMAGE))
-    key = ctx.parts.key("epub-cover", repr(cover_lines(collection))) if ctx.parts is not None else None
-    cover = ctx.parts.get(key) if key else None
-    if cover is None:
-        cover = cover_png(collection)
-        if key:
-            ctx.parts.put(key, cover)
-    book.get_item_with_id("cover-image").content = cover
+    book.get_item_with_id("cover-image").content = cached(
+        ctx.parts, lambda: cover_png(collection), "epub-cover", repr(cover_lines(collection)))
     for n, name in enumerate(sorted(FONT_FILES.values()), 1):
         book.add_item(epub.EpubItem(uid=f"font-{n}", file_name=f"{FONT_PATH}/{name}", media_type="font/ttf",
                                     content=font_bytes(name)))

@@ -41,6 +41,7 @@ from .common import (
     human_duration,
     human_size,
     pdf_page_count,
+    stylesheet_with_fonts,
     paragraphs_html,
     presenter_line,
 )
@@ -105,19 +106,7 @@ def _topic_downloads(rendered: dict[str, bytes], topic: Topic) -> dict[str, Down
 
 
 def _stylesheet() -> bytes:
-    faces = []
-    for (style, weight), name in sorted(FONT_FILES.items()):
-        faces.append(
-            "@font-face {\n"
-            f'  font-family: "{FONT_FAMILY}";\n'
-            f"  font-style: {style};\n"
-            f"  font-weight: {weight};\n"
-            "  font-display: swap;\n"
-            f'  src: url("fonts/{name}") format("truetype");\n'
-            "}\n"
-        )
-    css = (HTML_TEMPLATES / "site.css").read_text(encoding="utf-8")
-    return ("".join(faces) + "\n" + css.replace("FONT_FAMILY", f'"{FONT_FAMILY}"')).encode("utf-8")
+    return stylesheet_with_fonts((HTML_TEMPLATES / "site.css").read_text(encoding="utf-8"), "fonts/", display=True)
 
 
 def _groups(collection: Collection, section: Section) -> list[dict]:

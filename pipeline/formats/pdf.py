@@ -15,6 +15,8 @@ import mimetypes
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
 
 import jinja2
 import segno
@@ -88,6 +90,7 @@ def _environment() -> jinja2.Environment:
     return template_environment("pdf")
 
 
+@lru_cache(maxsize=4096)  # a topic's code goes into its handout, large print and booklet part
 def qr_data_url(url: str) -> str:
     svg = segno.make(url, error="m").svg_inline(scale=4, dark="#000", light="#fff", border=2, omitsize=False)
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
@@ -197,33 +200,38 @@ def _renderer(paper: str, epoch: int) -> Renderer:
 PART_PREFIX = "booklet-part:"  # names of booklet parts among the rendered documents (never published)
 
 
-def _document(c: Collection, kind: str, slug: str) -> tuple[str, str, tuple[str, ...]]:
-    """(output path, HTML, stylesheet names) of one PDF: a handout or a large-print handout."""
+class Document(NamedTuple):
+    path: str  # output path, or a booklet part's name (PART_PREFIX...)
+    html: str
+    sheets: tuple[str, ...]  # stylesheet names: Renderer attributes
+    kind: str = "document"  # see Renderer.pdf
+
+
+def _document(c: Collection, kind: str, slug: str) -> Document:
+    """One handout or large-print handout."""
     topic = c.topic(slug)
     if kind == "large":
-        return f"pdf/large-print/{slug}.pdf", handout_html(c, topic, large=True), ("base", "large")
-    return f"pdf/{slug}.pdf", handout_html(c, topic), ("base",)
+        return Document(f"pdf/large-print/{slug}.pdf", handout_html(c, topic, large=True), ("base", "large"))
+    return Document(f"pdf/{slug}.pdf", handout_html(c, topic), ("base",))
 
 
-def render_part(documents: list[tuple[str, str, tuple[str, ...]]], paper: str, epoch: int):
+def render_part(documents: list[Document], paper: str, epoch: int):
     """Render some documents with this process's Renderer: ({path: bytes}, fetches)."""
     renderer = _renderer(paper, epoch)
     start = len(renderer.fetches.served), len(renderer.fetches.refused)
     files: dict[str, bytes] = {}
-    for path, html, sheets in documents:
-        kind = "overlay" if "overlay" in sheets else "part" if path.startswith(PART_PREFIX) else "document"
-        files[path], _pages = renderer.pdf(html, [getattr(renderer, name) for name in sheets], path, kind)
+    for doc in documents:
+        files[doc.path], _pages = renderer.pdf(doc.html, [getattr(renderer, name) for name in doc.sheets],
+                                               doc.path, doc.kind)
     return files, Fetches(renderer.fetches.served[start[0]:], renderer.fetches.refused[start[1]:])
-
-
-Document = tuple[str, str, tuple[str, ...]]  # (path or part name, HTML, stylesheet names)
 
 
 class _Scheduler:
     """Renders documents through the part cache, across ``jobs`` processes when there are many.
 
-    ``submit`` returns a handle at once; ``result`` waits for it. The booklet's parts are
-    submitted first, so its front and overlay can be rendered while handouts still are.
+    ``submit`` returns a handle (a few documents with no pool running are rendered there and
+    then); ``result`` waits for it. So the booklet's front and overlay are rendered while the
+    handouts queued after them still are.
     """
 
     def __init__(self, ctx: BuildContext, paper: str, epoch: int, jobs: int):
@@ -251,14 +259,15 @@ class _Scheduler:
         keys: dict[str, str] = {}
         pending: list[Document] = []
         parts = self.ctx.parts
-        for path, html, sheets in documents:
+        for doc in documents:
             if parts is not None:
-                keys[path] = parts.key("pdf", path, html, ",".join(sheets), self.paper, str(self.epoch))
-                cached = parts.get(keys[path])
+                keys[doc.path] = parts.key("pdf", doc.path, doc.html, ",".join(doc.sheets), doc.kind, self.paper,
+                                           str(self.epoch))
+                cached = parts.get(keys[doc.path])
                 if cached is not None:
-                    files[path] = cached
+                    files[doc.path] = cached
                     continue
-            pending.append((path, html, sheets))
+            pending.append(doc)
         if not pending:
             return files, keys, []
         if self.jobs == 1 or (self.pool is None and len(pending) < 8 * self.jobs):
@@ -293,63 +302,73 @@ OVERLAY = f"{PART_PREFIX}overlay"
 CONTENTS_LINES = {"letter": 29, "a4": 31}  # contents entries a page holds: the first guess of its length
 
 
-def _booklet(c: Collection, parts: list[bytes], run: _Scheduler, meanwhile=lambda: None) -> bytes:
-    """Assemble the booklet: front (cover, contents with page numbers), the parts, the overlay.
+def _front(c: Collection, body: list, front_pages: int) -> list[Document]:
+    """The booklet's front and overlay, for a front of ``front_pages`` pages before the ``body`` parts."""
+    numbers: dict[str, int] = {}
+    start = front_pages + 1
+    for part in body:
+        for name, (page, _x, _y) in part.dests.items():
+            numbers[name] = start + page
+        start += part.pages
+    return [Document(FRONT, booklet_front_html(c, numbers), ("base", "booklet"), "part"),
+            Document(OVERLAY, booklet_overlay_html(c, start - 1), ("base", "overlay"), "overlay")]
 
-    The contents' page numbers depend on its own length: start from the length last time
-    (kept in the part cache under the contents' shape), or an estimate, and render the front
-    and the overlay together; if the length was wrong, render both again with the right one.
-    ``meanwhile`` is called once they are queued (to queue the handouts behind them).
-    """
+
+def _booklet(c: Collection, body: list, run: _Scheduler, front_pages: int, handle) -> bytes:
+    """Assemble the booklet from its front and overlay (queued as ``handle``, rendered for a
+    front of ``front_pages``) and the ``body`` parts. If the front came out longer or shorter,
+    its page numbers were wrong: render it and the overlay again with the right length."""
     from .pdfmerge import assemble, open_part
 
-    body = [open_part(data) for data in parts]
-    ctx = run.ctx
-    shape = ctx.parts.key("pdf-front-pages", booklet_front_html(c, _Zeros()), run.paper) if ctx.parts else None
-    known = ctx.parts.get(shape) if shape else None
-    entries = len(c.topics) + 2 * len(c.sections)
-    front_pages = int(known) if known and known.isdigit() else 2 + (entries - 1) // CONTENTS_LINES[run.paper]
     for _attempt in range(4):
-        numbers: dict[str, int] = {}
-        start = front_pages + 1
-        for part in body:
-            for name, (page, _x, _y) in part.dests.items():
-                numbers[name] = start + page
-            start += part.pages
-        handle = run.submit([(FRONT, booklet_front_html(c, numbers), ("base", "booklet")),
-                             (OVERLAY, booklet_overlay_html(c, start - 1), ("base", "overlay"))], chunk=1)
-        if _attempt == 0:
-            meanwhile()
         rendered = run.result(handle)
         front = open_part(rendered[FRONT])
         if front.pages == front_pages:
             break
         front_pages = front.pages
-    if shape:
-        ctx.parts.put(shape, str(front_pages).encode())
+        handle = run.submit(_front(c, body, front_pages), chunk=1)
+    if run.ctx.parts is not None:
+        run.ctx.parts.put(_front_shape(c, run), str(front_pages).encode())
     outline = [(s.title, f"section-{s.slug}", [(t.title, f"topic-{t.slug}") for t in c.section_topics(s)])
                for s in c.sections]
     labels = {f"section-{s.slug}": s.title for s in c.sections} | {f"topic-{t.slug}": t.title for t in c.topics}
     return assemble(front, body, rendered[OVERLAY], outline, labels)
 
 
+def _front_shape(c: Collection, run: _Scheduler) -> str:
+    """Part-cache key of the front's length: its contents without page numbers."""
+    return run.ctx.parts.key("pdf-front-pages", booklet_front_html(c, _Zeros()), run.paper)
+
+
+def _front_pages_guess(c: Collection, run: _Scheduler) -> int:
+    """The front's length last time (same contents), else an estimate from the entries a page holds."""
+    known = run.ctx.parts.get(_front_shape(c, run)) if run.ctx.parts is not None else None
+    if known and known.isdigit():
+        return int(known)
+    return 2 + (len(c.topics) + 2 * len(c.sections) - 1) // CONTENTS_LINES[run.paper]
+
+
 def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes], Fetches]:
     """Render every PDF not already in the part cache; with ``jobs`` > 1, across processes.
 
     The booklet's topic parts come first (its front needs their page numbers), then its front
-    and overlay, then the handouts; the booklet is assembled from the parts.
+    and overlay (the longest single documents), then the handouts; the booklet is assembled
+    from the parts.
     """
+    from .pdfmerge import open_part
+
     paper = str(ctx.options.get("paper") or ctx.config.pdf.paper)
     jobs = max(1, int(ctx.options.get("jobs") or 1))
     names = booklet_parts(c)
     with _Scheduler(ctx, paper, ctx.source_date_epoch, jobs) as run:
-        body = run.submit([(f"{PART_PREFIX}{name}", html, ("base", "booklet")) for name, html in names],
-                          chunk=1)
-        rendered = run.result(body)
-        handouts = []  # queued behind the booklet's front and overlay, the longest single documents
-        booklet = _booklet(c, [rendered[f"{PART_PREFIX}{name}"] for name, _html in names], run, lambda: handouts.append(
-            run.submit([_document(c, kind, t.slug) for t in c.topics for kind in ("handout", "large")])))
-        files = run.result(handouts[0])
+        rendered = run.result(run.submit(
+            [Document(f"{PART_PREFIX}{name}", html, ("base", "booklet"), "part") for name, html in names], chunk=1))
+        body = [open_part(rendered[f"{PART_PREFIX}{name}"]) for name, _html in names]
+        front_pages = _front_pages_guess(c, run)
+        front = run.submit(_front(c, body, front_pages), chunk=1)
+        handouts = run.submit([_document(c, kind, t.slug) for t in c.topics for kind in ("handout", "large")])
+        booklet = _booklet(c, body, run, front_pages, front)
+        files = run.result(handouts)
     files[f"pdf/{c.id}-booklet.pdf"] = booklet
     for topic in c.topics:
         pages = pdf_page_count(files[f"pdf/{topic.slug}.pdf"]) or 1

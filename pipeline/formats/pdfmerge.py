@@ -206,9 +206,11 @@ def _overlay(out, overlay: bytes) -> None:
 
 def _dedupe_fonts(out) -> None:
     """Point every font descriptor at one copy of each distinct embedded font program."""
+    import pikepdf
+
     first: dict[tuple[str, bytes], object] = {}
     for obj in out.objects:
-        if not isinstance(obj, __import__("pikepdf").Dictionary) or obj.get("/Type") != "/FontDescriptor":
+        if not isinstance(obj, pikepdf.Dictionary) or obj.get("/Type") != "/FontDescriptor":
             continue
         for key in ("/FontFile2", "/FontFile3", "/FontFile"):
             stream = obj.get(key)
