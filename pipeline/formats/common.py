@@ -133,6 +133,7 @@ def human_size(size: int) -> str:
 _PAGES_RE = re.compile(rb"/Type\s*/Pages\b")
 _COUNT_RE = re.compile(rb"/Count\s+(\d+)")
 _STREAM_RE = re.compile(rb"stream\r?\n(.*?)endstream", re.S)
+_OBJSTM_RE = re.compile(rb"<<[^<>]*/Type\s*/ObjStm[^<>]*>>\s*stream\r?\n")
 
 
 def _enclosing_dict(chunk: bytes, at: int) -> bytes:
@@ -174,18 +175,17 @@ def pdf_page_count(data: bytes) -> int | None:
     if not data.startswith(b"%PDF-"):
         return None
     counts = _page_counts(data)
-    if not counts:  # in an object stream: inflate those first (fonts and pages are most of the bytes)
-        streams = list(_STREAM_RE.finditer(data))
-        for only_object_streams in (True, False):
-            for match in streams:
-                if only_object_streams != (b"/ObjStm" in data[max(0, match.start() - 400):match.start()]):
-                    continue
-                try:
-                    counts += _page_counts(zlib.decompress(match.group(1)))
-                except zlib.error:
-                    continue
-            if counts:
-                break
+    for found in [] if counts else _OBJSTM_RE.finditer(data):  # object streams: inflate just those
+        try:
+            counts += _page_counts(zlib.decompressobj().decompress(data[found.end():data.find(b"endstream", found.end())]))
+        except zlib.error:
+            continue
+    if not counts:  # elsewhere: every stream (fonts and pages are most of the bytes)
+        for match in _STREAM_RE.finditer(data):
+            try:
+                counts += _page_counts(zlib.decompress(match.group(1)))
+            except zlib.error:
+                continue
     return max(counts) if counts else None
 
 
