@@ -65,6 +65,7 @@ def template_environment(folder: str, finalize=None):
         lstrip_blocks=True,
         keep_trailing_newline=True,
         finalize=finalize,
+        auto_reload=False,  # package data, fixed for the process: no stat on every get_template
     )
     env.globals.update(
         blocks_html=blocks_html, paragraphs_html=paragraphs_html, human_date=human_date,
