@@ -11,9 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from . import cache
 from .diagnostics import CarepressError, Diagnostic, Severity, error, fails

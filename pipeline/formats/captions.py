@@ -18,6 +18,7 @@ from ..captions.timing import estimate, import_timed
 from ..diagnostics import warning
 from ..model import Collection, ListBlock, Paragraph, Topic
 from . import BuildContext
+from .common import fork_pool
 
 
 def spoken_text(topic: Topic) -> str:
@@ -41,8 +42,12 @@ def topic_cues(topic: Topic, ctx: BuildContext, profile: Profile) -> list[Cue]:
     if topic.slug in ctx.timed_captions:
         path, raw = ctx.timed_captions[topic.slug]
         return import_timed(raw, path, profile)  # CarepressError (CP310/CP311) on bad input
-    return estimate(spoken_text(topic), profile, ctx.config.captions.words_per_minute,
-                    topic.media.duration_seconds)
+    return estimated_cues(topic, profile, ctx.config.captions.words_per_minute)
+
+
+def estimated_cues(topic: Topic, profile: Profile, wpm: float) -> list[Cue]:
+    """Cues for the topic's spoken text, timed from its reading speed (and video length, if known)."""
+    return estimate(spoken_text(topic), profile, wpm, topic.media.duration_seconds)
 
 
 def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
@@ -73,12 +78,9 @@ def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
             made[topic.slug] = _files(topic_cues(topic, ctx, profile), profile, collection.language, topic.title)
     jobs = max(1, int(ctx.options.get("jobs") or 1))
     if jobs > 1 and len(pending) >= PARALLEL_FROM:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         size = -(-len(pending) // (jobs * 4))
         chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        with fork_pool(jobs) as pool:
             results = pool.map(_estimated, chunks, [profile] * len(chunks), [wpm] * len(chunks),
                                [collection.language] * len(chunks))
             for chunk, files in zip(chunks, results):
@@ -109,5 +111,4 @@ def _files(cues: list[Cue], profile: Profile, language: str, title: str) -> tupl
 
 def _estimated(topics: list[Topic], profile: Profile, wpm: float, language: str):
     """Files for topics whose timing is estimated (runs in a worker process when there are many)."""
-    return [_files(estimate(spoken_text(t), profile, wpm, t.media.duration_seconds), profile, language, t.title)
-            for t in topics]
+    return [_files(estimated_cues(t, profile, wpm), profile, language, t.title) for t in topics]

@@ -48,6 +48,23 @@ def stylesheet_with_fonts(css: str, font_url: str, display: bool = False) -> byt
     return ("".join(faces) + "\n" + css.replace("FONT_FAMILY", f'"{FONT_FAMILY}"')).encode("utf-8")
 
 
+def fork_pool(jobs: int):
+    """A pool of ``jobs`` forked worker processes (they inherit the parent's loaded modules)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start)
+
+
+def _worker_start() -> None:
+    """A forked worker: what it inherited is never garbage (``gc.freeze``), and the renderers'
+    many short-lived objects are collected less often (a few per cent of their time otherwise)."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 50)
+
+
 @lru_cache(maxsize=None)
 def template_environment(folder: str, finalize=None):
     """A Jinja2 environment for one format's templates: autoescape on, undefined is an error.

@@ -38,7 +38,6 @@ from ..diagnostics import CarepressError, error
 from ..model import Collection, Section, Topic
 from . import BuildContext
 from .common import (
-    template_environment,
     FONT_FAMILY,
     FONT_FILES,
     FONT_LICENCE,
@@ -51,6 +50,7 @@ from .common import (
     paragraphs_html,
     presenter_line,
     stylesheet_with_fonts,
+    template_environment,
 )
 
 EPUB_TEMPLATES = TEMPLATE_DIR / "epub"
@@ -82,8 +82,6 @@ def xml_safe(value):
 def book_identifier(collection_id: str) -> str:
     """The book's stable unique identifier: the same for a collection id on every build."""
     return f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, collection_id)}"
-
-
 
 
 @dataclass(frozen=True)
@@ -263,11 +261,8 @@ def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], li
     lang = collection.language
     order = reading_order(collection)
     first_body = section_href(order[0][0])
-    common = {
-        "lang": lang,
-        "collection": collection,
-        "css": CSS_PATH,
-    }
+    page = {"lang": lang, "css": CSS_PATH}  # what every document gets; topic documents get no more
+    common = {**page, "collection": collection}
     modified = epoch_datetime(ctx.source_date_epoch)
     docs = [
         Doc("cover", "cover.xhtml", "Cover", _xhtml(
@@ -287,8 +282,9 @@ def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], li
             for topic in group["topics"]:
                 parts = collection.series_topics(topic) if topic.series else ()
                 index = [p.slug for p in parts].index(topic.slug) if parts else -1
-                data = cached(ctx.parts, lambda: _xhtml(  # depends on nothing else: rendered once, then cached
-                    "topic.xhtml", **common, title=topic.title, topic=topic, section=section,
+                # cached under all it is given (no ``collection``: a template using it fails loudly)
+                data = cached(ctx.parts, lambda: _xhtml(
+                    "topic.xhtml", **page, title=topic.title, topic=topic, section=section,
                     section_href=section_href(section), body=blocks_html(topic.body),
                     transcript=paragraphs_html(topic.transcript) if topic.transcript else "",
                     video=_video(topic), parts=parts, topic_href=topic_href,

@@ -30,7 +30,6 @@ from ..diagnostics import CarepressError, error
 from ..model import Collection, Section, Topic
 from . import BuildContext
 from .common import (
-    template_environment,
     FONT_FAMILY,
     FONT_FILES,
     FONT_LICENCE,
@@ -40,10 +39,11 @@ from .common import (
     font_bytes,
     human_duration,
     human_size,
-    pdf_page_count,
-    stylesheet_with_fonts,
     paragraphs_html,
+    pdf_page_count,
     presenter_line,
+    stylesheet_with_fonts,
+    template_environment,
 )
 
 HTML_TEMPLATES = TEMPLATE_DIR / "html"
@@ -82,8 +82,6 @@ def _download(rendered: dict[str, bytes], path: str, kind: str, mime: str) -> Do
     if data is None:
         return None
     return Download(href=f"../{path}", kind=kind, mime=mime, details=_details(kind, data))
-
-
 
 
 def media_type(url: str | None) -> str | None:

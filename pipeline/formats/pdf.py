@@ -13,6 +13,7 @@ import base64
 import logging
 import mimetypes
 import os
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,7 +25,7 @@ import segno
 from ..diagnostics import CarepressError, error, warning
 from ..model import Collection, Topic
 from . import BuildContext
-from .common import FONT_DIR, TEMPLATE_DIR, epoch_datetime, pdf_page_count, template_environment
+from .common import FONT_DIR, TEMPLATE_DIR, epoch_datetime, fork_pool, pdf_page_count, template_environment
 
 ASSET_BASE = "https://assets.carepress.invalid/"
 PDF_TEMPLATES = TEMPLATE_DIR / "pdf"
@@ -101,20 +102,14 @@ class _Deflate:
     PDF's render time for streams about 1% larger. Output is still byte-for-byte repeatable."""
 
     def __getattr__(self, name: str):
-        import zlib
-
         return getattr(zlib, name)
 
     @staticmethod
     def compressobj(level: int = -1, *args, **kwargs):
-        import zlib
-
         return zlib.compressobj(min(level, 6), *args, **kwargs)
 
 
 def _deflate_level_6() -> None:
-    import zlib
-
     import pydyf
 
     if getattr(pydyf, "zlib", None) is zlib:
@@ -256,15 +251,6 @@ def render_part(documents: list[Document], paper: str, epoch: int):
 CHUNK = 24  # documents a worker takes at a time: about a second's work, so no worker idles long at the end
 
 
-def _worker_start() -> None:
-    """A forked renderer: what it inherited is never garbage (``gc.freeze``), and WeasyPrint's
-    many short-lived objects are collected less often (a few per cent of its time otherwise)."""
-    import gc
-
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 50)
-
-
 class _Scheduler:
     """Renders documents through the part cache, across ``jobs`` processes when there are many.
 
@@ -287,11 +273,7 @@ class _Scheduler:
 
     def _pool(self):
         if self.pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            self.pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("fork"),
-                                            initializer=_worker_start)
+            self.pool = fork_pool(self.jobs)
         return self.pool
 
     def submit(self, documents: list[Document], chunk: int | None = None):

@@ -14,13 +14,15 @@ from pipeline.formats import BuildContext
 from pipeline.formats.pdf import ASSET_BASE, Fetches, make_fetcher, render_with
 
 
-
 def words(text: str) -> str:
     return " ".join(text.replace("\u2019", "'").split())
 
 
-def pdftotext(path) -> str:
-    out = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, text=True, check=True)
+def pdftotext(path, page: int | None = None) -> str:
+    """The PDF's text (one page's, 1-based, when ``page`` is given), whitespace normalised."""
+    pages = ["-f", str(page), "-l", str(page)] if page else []
+    out = subprocess.run(["pdftotext", "-enc", "UTF-8", *pages, str(path), "-"], capture_output=True, text=True,
+                         check=True)
     return words(out.stdout)
 
 
@@ -137,13 +139,7 @@ def test_booklet_outline_toc_and_text(pdf_dir, seed_collection):
         label, page = next((label, page) for label, page in links if label.startswith(topic.title + ","))
         assert label == f"{topic.title}, page {page + 1}"
         assert named[f"topic-{topic.slug}"] == page
-        assert words(topic.title) in pdftotext_page(path, page + 1)
-
-
-def pdftotext_page(path, number: int) -> str:
-    out = subprocess.run(["pdftotext", "-enc", "UTF-8", "-f", str(number), "-l", str(number), str(path), "-"],
-                         capture_output=True, text=True, check=True)
-    return words(out.stdout)
+        assert words(topic.title) in pdftotext(path, page + 1)
 
 
 def test_booklet_structure_tree_is_whole(pdf_dir):
