@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .formats.common import FONT_DIR
-from .formats.pdf import ASSET_BASE, PDF_TEMPLATES, Renderer, handout_html
+from .formats.pdf import ASSET_BASE, PDF_TEMPLATES, Renderer, handout_html, load_weasyprint
 
 
 def _seed_topics(n: int):
@@ -29,6 +29,7 @@ def _seed_topics(n: int):
 
 
 def run(args) -> dict:
+    load_weasyprint()
     import weasyprint
 
     n = min(max(getattr(args, "topics", 1000) // 20, 20), 100)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from . import cache
 from .diagnostics import CarepressError, Diagnostic, Severity, error, fails
-from .formats import BuildContext, resolve
+from .formats import BuildContext, Forked, Workers, resolve, settle
 from .writer import prune, publish
 
 if TYPE_CHECKING:  # loaded lazily: an up-to-date build never imports pydantic or the renderers
@@ -126,6 +126,21 @@ def build(
                      for d in recorded]
             timings["total"] = time.perf_counter() - start
             return BuildResult(0, diags, timings=timings, cached=True)
+    stages = resolve(formats)
+    jobs = max(1, int((execution or {}).get("jobs") or 1))
+    warm_ups = [fmt.warm_up for fmt in stages if fmt.warm_up]
+    rebuild = key is not None and any(os.scandir(out / cache.PARTS_DIR)) if (out / cache.PARTS_DIR).is_dir() else False
+    workers = Workers(jobs, warm_ups, rebuild=rebuild) if jobs > 1 and warm_ups else None
+    try:
+        return _build(inputs, stages, out, strict, {**options, **(execution or {})}, step, key, workers, timings, start)
+    finally:
+        if workers is not None:
+            workers.shutdown()
+
+
+def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[str, object], step: Progress,
+           key: str | None, workers: Workers | None, timings: dict[str, float], start: float) -> BuildResult:
+    """The build after the up-to-date check: load, render each stage, publish."""
     try:
         step("reading sources")
         config, loaded = load_inputs(inputs)
@@ -136,43 +151,68 @@ def build(
     if fails(diagnostics, strict):
         return BuildResult(1, diagnostics, loaded=loaded, timings=timings)
     ctx = BuildContext(config=config, source_date_epoch=source_date_epoch(config), report=loaded.report,
-                       options={**options, **(execution or {})}, diagnostics=diagnostics,
-                       parts=cache.PartCache(out / cache.PARTS_DIR if out.is_dir() else None) if use_cache else None)
+                       options=options, diagnostics=diagnostics,
+                       parts=cache.PartCache(out / cache.PARTS_DIR if out.is_dir() else None) if key is not None else None,
+                       workers=workers)
     try:
         ctx.timed_captions = read_timed_captions(inputs.captions_dir)
     except CarepressError as exc:
         return BuildResult(1, diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
-    files: dict[str, bytes] = {}
-    for fmt in resolve(formats):
+    files: dict[str, bytes | Forked] = {}
+
+    def failed(name: str, exc: Exception) -> BuildResult:
+        if isinstance(exc, CarepressError):
+            return BuildResult(1, ctx.diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
+        if os.environ.get("CAREPRESS_DEBUG"):
+            raise exc
+        # a renderer bug: report it cleanly, never a traceback
+        message = f"{name} failed: {type(exc).__name__}: {exc} (set CAREPRESS_DEBUG=1 for a traceback)"
+        return BuildResult(1, ctx.diagnostics + [error("CP130", message)], loaded=loaded, timings=timings)
+
+    t0 = time.perf_counter()
+    for fmt in stages:  # work for the worker processes first, then each stage in order
+        try:
+            begin = fmt.starter()
+            if begin is not None:
+                ctx.started[fmt.name] = begin(loaded.collection, ctx)
+        except Exception as exc:
+            return failed(fmt.name, exc)
+    timings["start"] = time.perf_counter() - t0
+    for fmt in stages:
         step(f"rendering {fmt.name}")
         t0 = time.perf_counter()
         try:
             produced = fmt.renderer()(loaded.collection, ctx)
-        except CarepressError as exc:
-            return BuildResult(1, ctx.diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
-        except Exception as exc:  # a renderer bug: report it cleanly, never a traceback
-            if os.environ.get("CAREPRESS_DEBUG"):
-                raise
-            message = f"{fmt.name} failed: {type(exc).__name__}: {exc} (set CAREPRESS_DEBUG=1 for a traceback)"
-            return BuildResult(1, ctx.diagnostics + [error("CP130", message)], loaded=loaded, timings=timings)
+        except Exception as exc:
+            return failed(fmt.name, exc)
         overlap = set(produced) & set(files)
         if overlap:
             return BuildResult(1, diagnostics + [error("CP130", f"{fmt.name} would overwrite {sorted(overlap)[0]}")])
         files.update(produced)
         ctx.rendered.update(produced)
         timings[fmt.name] = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        files = settle(files)
+        timings["waiting"] = timings.get("waiting", 0.0) + time.perf_counter() - t0
+    except Exception as exc:  # made in a child process: reported like any other failure
+        return failed("a worker process", exc)
     if fails(ctx.diagnostics, strict):
         return BuildResult(1, ctx.diagnostics, loaded=loaded, timings=timings)
     step("writing outputs")
     if ctx.parts is not None:
         files.update(ctx.parts.files())
     try:
-        publish(files, out)
+        if key is None:
+            publish(files, out)
+        else:
+            digests = {name: cache.sha256(data) for name, data in files.items()}
+            publish(files, out, cache.unchanged_since(cache.recorded_files(out), digests))
         if ctx.parts is not None:
             prune(out, cache.PARTS_DIR, ctx.parts.keep())
         if key is not None:  # written last, with the files' stat as published: a fast up-to-date check
-            publish({cache.MANIFEST: cache.manifest_bytes(key, files, [d.to_dict() for d in ctx.diagnostics], out)},
-                    out)
+            manifest = cache.manifest_bytes(key, digests, [d.to_dict() for d in ctx.diagnostics], out)
+            publish({cache.MANIFEST: manifest}, out)
     except CarepressError as exc:
         return BuildResult(1, ctx.diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
     timings["total"] = time.perf_counter() - start

@@ -60,19 +60,47 @@ def input_key(inputs, formats: list[str], options: Mapping[str, object], strict:
     return digest.hexdigest()
 
 
-def _stat(path: Path) -> list[int]:
-    st = path.stat()
+def _stat(path: Path | str) -> list[int]:
+    st = os.stat(path)
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def manifest_bytes(key: str, files: Mapping[str, bytes], diagnostics: list[dict], out: Path) -> bytes:
-    """The key, each published file's SHA-256 and stat (size, mtime, inode), and the diagnostics."""
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_bytes(key: str, digests: Mapping[str, str], diagnostics: list[dict], out: Path) -> bytes:
+    """The key, each published file's SHA-256 (``digests``) and stat (size, mtime, inode), and the diagnostics."""
     body = {
         "key": key,
-        "files": {name: [hashlib.sha256(data).hexdigest(), *_stat(out / name)] for name, data in sorted(files.items())},
+        "files": {name: [sha, *_stat(out / name)] for name, sha in sorted(digests.items())},
         "diagnostics": diagnostics,
     }
     return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
+
+
+def recorded_files(out: Path) -> dict[str, list]:
+    """The last manifest's files ({name: [sha, size, mtime, inode]}); empty when there is none."""
+    try:
+        files = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return files if isinstance(files, dict) else {}
+
+
+def unchanged_since(recorded: Mapping[str, list], digests: Mapping[str, str]):
+    """A check for :func:`writer.publish`: the file is as the last build published it (same stat)
+    and that build recorded these bytes' SHA-256, so it need not be read back or written."""
+    def unchanged(name: str, path: str, data: bytes) -> bool:
+        entry = recorded.get(name)
+        if not entry or entry[0] != digests.get(name):
+            return False
+        try:
+            return _stat(path) == list(entry[1:])
+        except OSError:
+            return False
+
+    return unchanged
 
 
 def up_to_date(out: Path, key: str) -> list[dict] | None:

@@ -4,50 +4,64 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path, PurePosixPath
-from typing import Mapping
+from pathlib import Path
+from typing import Callable, Mapping
 
 from .diagnostics import CarepressError, error
 
 
-def check_path(relative: str) -> PurePosixPath:
+def check_path(relative: str) -> str:
     """A safe relative POSIX path, or CarepressError (CP120)."""
-    path = PurePosixPath(relative)
     if (
         not relative
         or "\\" in relative
         or "\x00" in relative
-        or path.is_absolute()
+        or relative.startswith("/")
         or any(part in ("", ".", "..") for part in relative.split("/"))
     ):
         raise CarepressError([error("CP120", f"refused output path {relative!r}: not a plain relative path")])
-    return path
+    return relative
 
 
-def publish(files: Mapping[str, bytes], out_dir: Path) -> list[Path]:
+def _same_bytes(_name: str, target: str, data: bytes) -> bool:
+    try:
+        with open(target, "rb") as handle:
+            return handle.read() == data
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+
+
+Unchanged = Callable[[str, str, bytes], bool]
+
+
+def publish(files: Mapping[str, bytes], out_dir: Path, unchanged: Unchanged = _same_bytes) -> None:
     """Write every file under out_dir atomically (temp file + os.replace).
 
     All paths are checked before anything is written; a path whose parent resolves
-    outside out_dir (a symlink planted in outputs/, say) is refused.
+    outside out_dir (a symlink planted in outputs/, say) is refused. A file for which
+    ``unchanged(name, path, data)`` holds is left as it is, timestamp and all; by default
+    that means it already has these bytes (the build passes a cheaper check from its manifest).
+    Plain string paths and ``os`` calls: a build publishes thousands of files.
     """
-    paths = {name: check_path(name) for name in files}
+    for name in files:
+        check_path(name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    root = out_dir.resolve()
-    written: list[Path] = []
-    resolved: dict[Path, Path] = {}
+    root = os.path.realpath(out_dir)
+    resolved: dict[str, str] = {}
     for name in sorted(files):
-        target = root.joinpath(*paths[name].parts)
-        if target.parent not in resolved:  # once per folder: thousands of files share a few
-            target.parent.mkdir(parents=True, exist_ok=True)
-            resolved[target.parent] = target.parent.resolve()
-        parent = resolved[target.parent]
-        if parent != root and root not in parent.parents:
-            raise CarepressError([error("CP120", f"refused output path {name!r}: it leads outside {out_dir}")])
-        if target.is_symlink():
+        folder, _, _base = name.rpartition("/")
+        if folder not in resolved:  # once per folder: thousands of files share a few
+            os.makedirs(os.path.join(root, folder), exist_ok=True)
+            real = os.path.realpath(os.path.join(root, folder))
+            if real != root and not real.startswith(root + os.sep):
+                raise CarepressError([error("CP120", f"refused output path {name!r}: it leads outside {out_dir}")])
+            resolved[folder] = real
+        parent = resolved[folder]
+        target = os.path.join(parent, _base)
+        if os.path.islink(target):
             raise CarepressError([error("CP120", f"refused output path {name!r}: it is a symbolic link")])
         try:
-            if target.is_file() and target.read_bytes() == files[name]:
-                written.append(target)
+            if unchanged(name, target, files[name]):
                 continue  # unchanged: keep its timestamp
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
             try:
@@ -60,8 +74,6 @@ def publish(files: Mapping[str, bytes], out_dir: Path) -> list[Path]:
                 raise
         except OSError as exc:
             raise CarepressError([error("CP121", f"cannot write {name}: {exc.strerror}")]) from None
-        written.append(target)
-    return written
 
 
 def prune(out_dir: Path, folder: str, keep: set[str]) -> None:

@@ -60,12 +60,12 @@ def test_one_topic_changed_rerenders_only_what_contains_it(tmp_path):
     parts = incremental / ".carepress-cache"
     before = {p.name for p in parts.iterdir()}
     # 8 handouts, 8 large print; the booklet's 3 section parts, front, overlay and front length
-    assert len(before) == 39  # and 8 topics' captions, 8 EPUB topic documents and the EPUB cover
+    assert len(before) == 47  # and 8 topics' captions, 8 EPUB topic documents, the EPUB cover and 8 topic pages
     source.write_bytes(SEED.read_bytes().replace(b"involuntary eye closure", b"involuntary closing of the eyes"))
     assert run_cli("build", "--out", str(incremental), *args).returncode == 0
     after = {p.name for p in parts.iterdir()}
-    assert len(after - before) == 5  # its handout, large print, booklet part, captions and EPUB document
-    assert len(after) == 39  # stale parts pruned
+    assert len(after - before) == 6  # its handout, large print, booklet part, captions, EPUB document, page
+    assert len(after) == 47  # stale parts pruned
     clean = tmp_path / "clean"
     assert run_cli("build", "--out", str(clean), *args, "--force").returncode == 0
     assert _published(incremental) == _published(clean)

@@ -10,6 +10,7 @@ a cue that cannot meet it is reported as a warning (CP313).
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 from ..captions.cues import Cue, to_srt, to_ttml, to_vtt
 from ..captions.lint import lint_cues
@@ -17,8 +18,7 @@ from ..captions.profiles import Profile, get_profile
 from ..captions.timing import estimate, import_timed
 from ..diagnostics import warning
 from ..model import Collection, ListBlock, Paragraph, Topic
-from . import BuildContext
-from .common import fork_pool
+from . import BuildContext, fork_pool
 
 
 def spoken_text(topic: Topic) -> str:
@@ -50,12 +50,17 @@ def estimated_cues(topic: Topic, profile: Profile, wpm: float) -> list[Cue]:
     return estimate(spoken_text(topic), profile, wpm, topic.media.duration_seconds)
 
 
-def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
+class _Started(NamedTuple):
+    profile: Profile
+    keys: dict[str, str]  # part-cache key of each topic's captions
+    made: dict[str, tuple[bytes, bytes, bytes, list[str]]]  # from the cache
+    pending: list[Topic]  # estimated timing, not cached
+    chunks: list  # (topics, future) made by worker processes
+
+
+def start(collection: Collection, ctx: BuildContext) -> _Started:
+    """Read what is cached; with many topics to caption, hand them to the worker processes."""
     profile = profile_for(ctx)
-    slugs = {t.slug for t in collection.topics}
-    for slug, (path, _raw) in sorted(ctx.timed_captions.items()):
-        if slug not in slugs:
-            ctx.diagnostics.append(warning("CP312", f"timed captions for unknown topic '{slug}': not used", path))
     wpm = ctx.config.captions.words_per_minute
     keys: dict[str, str] = {}
     made: dict[str, tuple[bytes, bytes, bytes, list[str]]] = {}
@@ -70,30 +75,44 @@ def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
                 data = json.loads(cached)
                 made[topic.slug] = (data["vtt"].encode(), data["srt"].encode(), data["ttml"].encode(),
                                     data["problems"])
-    cached_slugs = set(made)
-    # imported timing can fail with a diagnostic: done here; estimated timing is pure: spread
+    # imported timing can fail with a diagnostic: done in render; estimated timing is pure: spread
     pending = [t for t in collection.topics if t.slug not in made and t.slug not in ctx.timed_captions]
-    for topic in collection.topics:
-        if topic.slug not in made and topic.slug in ctx.timed_captions:
-            made[topic.slug] = _files(topic_cues(topic, ctx, profile), profile, collection.language, topic.title)
+    chunks = []
     jobs = max(1, int(ctx.options.get("jobs") or 1))
     if jobs > 1 and len(pending) >= PARALLEL_FROM:
         size = -(-len(pending) // (jobs * 4))
-        chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
-        with fork_pool(jobs) as pool:
-            results = pool.map(_estimated, chunks, [profile] * len(chunks), [wpm] * len(chunks),
-                               [collection.language] * len(chunks))
-            for chunk, files in zip(chunks, results):
-                made.update(zip((t.slug for t in chunk), files))
-    else:
-        made.update(zip((t.slug for t in pending), _estimated(pending, profile, wpm, collection.language)))
+        pool = ctx.workers.pool if ctx.workers is not None else fork_pool(jobs)
+        chunks = [(pending[i:i + size], pool.submit(_estimated, pending[i:i + size], profile, wpm,
+                                                    collection.language)) for i in range(0, len(pending), size)]
+        if ctx.workers is None:
+            pool.shutdown(wait=False)  # its work goes on; the pool ends when that is done
+        pending = []
+    return _Started(profile, keys, made, pending, chunks)
+
+
+def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
+    begun = ctx.started.get("captions") or start(collection, ctx)
+    profile, made = begun.profile, dict(begun.made)
+    cached_slugs = set(made)
+    slugs = {t.slug for t in collection.topics}
+    for slug, (path, _raw) in sorted(ctx.timed_captions.items()):
+        if slug not in slugs:
+            ctx.diagnostics.append(warning("CP312", f"timed captions for unknown topic '{slug}': not used", path))
+    for topic in collection.topics:
+        if topic.slug not in made and topic.slug in ctx.timed_captions:
+            made[topic.slug] = _files(topic_cues(topic, ctx, profile), profile, collection.language, topic.title)
+    made.update(zip((t.slug for t in begun.pending),
+                    _estimated(begun.pending, profile, ctx.config.captions.words_per_minute, collection.language)))
+    for chunk, future in begun.chunks:
+        made.update(zip((t.slug for t in chunk), future.result()))
     out: dict[str, bytes] = {}
     for topic in collection.topics:
         base = f"captions/{topic.slug}"
         vtt, srt, ttml, problems = made[topic.slug]
         if ctx.parts is not None and topic.slug not in cached_slugs:
-            ctx.parts.put(keys[topic.slug], json.dumps({"vtt": vtt.decode(), "srt": srt.decode(), "ttml": ttml.decode(),
-                                                        "problems": problems}, ensure_ascii=False).encode())
+            ctx.parts.put(begun.keys[topic.slug], json.dumps(
+                {"vtt": vtt.decode(), "srt": srt.decode(), "ttml": ttml.decode(), "problems": problems},
+                ensure_ascii=False).encode())
         for problem in problems:
             ctx.diagnostics.append(warning("CP313", problem, f"{base}.vtt"))
         out[f"{base}.vtt"], out[f"{base}.srt"], out[f"{base}.ttml"] = vtt, srt, ttml

@@ -8,6 +8,7 @@ import zlib
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from markupsafe import Markup, escape
 
@@ -24,6 +25,14 @@ FONT_FILES = {
 }
 FONT_FAMILY = "Atkinson Hyperlegible"
 FONT_LICENCE = "OFL.txt"
+
+
+class SectionHead(NamedTuple):
+    """A section as a page shows it: not its list of topics, so a page cached under it does not
+    change when another topic joins the section."""
+
+    slug: str
+    title: str
 
 
 @lru_cache(maxsize=None)
@@ -46,23 +55,6 @@ def stylesheet_with_fonts(css: str, font_url: str, display: bool = False) -> byt
             "}\n"
         )
     return ("".join(faces) + "\n" + css.replace("FONT_FAMILY", f'"{FONT_FAMILY}"')).encode("utf-8")
-
-
-def fork_pool(jobs: int):
-    """A pool of ``jobs`` forked worker processes (they inherit the parent's loaded modules)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start)
-
-
-def _worker_start() -> None:
-    """A forked worker: what it inherited is never garbage (``gc.freeze``), and the renderers'
-    many short-lived objects are collected less often (a few per cent of their time otherwise)."""
-    import gc
-
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 50)
 
 
 @lru_cache(maxsize=None)

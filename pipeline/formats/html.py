@@ -20,20 +20,28 @@ with no URL says so in words. The transcript is on every page either way.
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import re
 from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import jinja2
+from markupsafe import Markup, escape
+from pydantic import BaseModel
 
+from ..cache import cached
 from ..diagnostics import CarepressError, error
-from ..model import Collection, Section, Topic
-from . import BuildContext
+from ..model import Collection, Organisation, Section, Topic
+from . import BuildContext, Forked
 from .common import (
     FONT_FAMILY,
     FONT_FILES,
     FONT_LICENCE,
     TEMPLATE_DIR,
+    SectionHead,
     blocks_html,
     epoch_datetime,
     font_bytes,
@@ -77,11 +85,29 @@ def _details(kind: str, data: bytes) -> str:
     return ", ".join(parts)
 
 
-def _download(rendered: dict[str, bytes], path: str, kind: str, mime: str) -> Download | None:
+def _download(rendered: dict[str, bytes | Forked], path: str, kind: str, mime: str) -> Download | None:
     data = rendered.get(path)
     if data is None:
         return None
+    if isinstance(data, Forked):  # still being made (the booklet): its details go in at the end
+        return Download(href=f"../{path}", kind=kind, mime=mime, details=_later(path))
     return Download(href=f"../{path}", kind=kind, mime=mime, details=_details(kind, data))
+
+
+def _later(path: str) -> str:
+    """What stands in a page for the details of a file still being made: it cannot come from
+    source text (no NUL survives reading) and autoescaping leaves it as it is."""
+    return f"\x00details of {path}\x00"
+
+
+def _fill_in(files: dict[str, bytes], rendered: dict[str, bytes | Forked],
+             later: dict[str, Download]) -> dict[str, bytes]:
+    """Wait for the files the pages were rendered before, and put their details in."""
+    for path, download in later.items():
+        real = escape(_details(download.kind, rendered[path].result())).encode()
+        token = _later(path).encode()
+        files = {name: page.replace(token, real) for name, page in files.items()}
+    return files
 
 
 def media_type(url: str | None) -> str | None:
@@ -118,46 +144,80 @@ def _groups(collection: Collection, section: Section) -> list[dict]:
     return groups
 
 
+class SiteHead(NamedTuple):
+    """What of the collection every page's header and footer show (all a topic page gets)."""
+
+    title: str
+    publisher: Organisation | None
+    licence: str | None
+
+
 def _site_context(collection: Collection, ctx: BuildContext) -> dict:
+    """What every page gets; topic pages get nothing else but their own :func:`_topic_context`."""
     rendered = ctx.rendered
-    published = epoch_datetime(ctx.source_date_epoch).date()
-    booklet = _download(rendered, f"pdf/{collection.id}-booklet.pdf", "PDF", "application/pdf")
-    epub = _download(rendered, f"epub/{collection.id}.epub", "EPUB", "application/epub+zip")
     return {
-        "collection": collection,
+        "collection": SiteHead(collection.title, collection.publisher, collection.licence),
         "lang": collection.language,
-        "presenter": presenter_line(collection),
         "review_date": collection.review_date,
-        "published": published,
-        "booklet": booklet,
-        "epub": epub,
-        "downloads": {t.slug: _topic_downloads(rendered, t) for t in collection.topics},
-        "section_of": {t.slug: s for s in collection.sections for t in collection.section_topics(s)},
-        "has_handouts": any(f"pdf/{t.slug}.pdf" in rendered for t in collection.topics),
-        "description_html": paragraphs_html(collection.description),
-        "section_groups": {s.slug: _groups(collection, s) for s in collection.sections},
+        "published": epoch_datetime(ctx.source_date_epoch).date(),
+        "booklet": _download(rendered, f"pdf/{collection.id}-booklet.pdf", "PDF", "application/pdf"),
         "track_label": LANGUAGE_NAMES.get(collection.language.split("-")[0].lower(), collection.language),
         "font_family": FONT_FAMILY,
         "font_licence": f"{ASSET_FONTS}/{FONT_LICENCE}",
     }
 
 
-def _topic_context(collection: Collection, topic: Topic) -> dict:
-    parts = collection.series_topics(topic)
-    index = parts.index(topic)
+def _index_context(collection: Collection, ctx: BuildContext, site: dict,
+                   downloads: dict[str, dict[str, Download | None]]) -> dict:
+    rendered = ctx.rendered
+    return {
+        **site,
+        "collection": collection,
+        "presenter": presenter_line(collection),
+        "epub": _download(rendered, f"epub/{collection.id}.epub", "EPUB", "application/epub+zip"),
+        "downloads": downloads,
+        "has_handouts": any(f"pdf/{t.slug}.pdf" in rendered for t in collection.topics),
+        "description_html": paragraphs_html(collection.description),
+        "section_groups": {s.slug: _groups(collection, s) for s in collection.sections},
+    }
+
+
+def _topic_context(collection: Collection, topic: Topic, section: Section,
+                   files: dict[str, Download | None]) -> dict:
+    parts = collection.series_topics(topic) if topic.series else ()
+    index = parts.index(topic) if parts else 0
     url = topic.media.video_url
     return {
         "topic": topic,
+        "section": SectionHead(section.slug, section.title),
+        "files": files,
         "body": blocks_html(topic.body),
         "transcript": paragraphs_html(topic.transcript) if topic.transcript else None,
-        "parts": parts if topic.series else (),
-        "previous": parts[index - 1] if topic.series and index > 0 else None,
-        "next": parts[index + 1] if topic.series and index + 1 < len(parts) else None,
+        "parts": parts,
+        "previous": parts[index - 1] if parts and index > 0 else None,
+        "next": parts[index + 1] if parts and index + 1 < len(parts) else None,
         "video_url": url,
         "video_host": urlsplit(url).hostname if url else None,
         "video_mime": media_type(url),
         "duration": human_duration(topic.media.duration_seconds),
     }
+
+
+def context_key(values: dict) -> str:
+    """A stable text of a page's whole context (models as JSON but for where topics came from
+    in the source, which no page shows): pages are cached under it."""
+    def encode(value):
+        if isinstance(value, Topic):
+            return value.model_dump(mode="json", exclude={"sources"})
+        if isinstance(value, BaseModel):
+            return value.model_dump(mode="json")
+        if isinstance(value, (_dt.date, Markup)):
+            return str(value)
+        if isinstance(value, Download):
+            return list(value.__dict__.values())
+        raise TypeError(f"no cache key for {type(value).__name__}")
+
+    return json.dumps(values, default=encode, sort_keys=True, ensure_ascii=False)
 
 
 def _page(template: str, **values) -> bytes:
@@ -169,11 +229,18 @@ def _page(template: str, **values) -> bytes:
 def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
     try:
         site = _site_context(collection, ctx)
-        files: dict[str, bytes] = {"html/index.html": _page("index.html", page="index", **site)}
+        downloads = {t.slug: _topic_downloads(ctx.rendered, t) for t in collection.topics}
+        index = _index_context(collection, ctx, site, downloads)
+        later = {d.href[3:]: d for d in (site["booklet"], index["epub"]) if d is not None and d.details.startswith("\x00")}
+        files: dict[str, bytes] = {"html/index.html": _page("index.html", page="index", **index)}
+        section_of = {slug: s for s in collection.sections for slug in s.topics}
         for topic in collection.topics:
-            files[f"html/{topic.slug}.html"] = _page(
-                "topic.html", page="topic", **site, **_topic_context(collection, topic)
-            )
+            values = {"page": "topic", **site,
+                      **_topic_context(collection, topic, section_of[topic.slug], downloads[topic.slug])}
+            # cached under all it is given: a template reaching for more fails (StrictUndefined)
+            files[f"html/{topic.slug}.html"] = cached(ctx.parts, partial(_page, "topic.html", **values),
+                                                      "html-topic", context_key(values))
+        files = _fill_in(files, ctx.rendered, later)
         files["html/assets/site.css"] = _stylesheet()
         for name in sorted(FONT_FILES.values()):
             files[f"html/{ASSET_FONTS}/{name}"] = font_bytes(name)

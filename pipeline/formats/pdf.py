@@ -10,22 +10,33 @@ from __future__ import annotations
 
 import atexit
 import base64
+import importlib
+import datetime as _dt
+import json
 import logging
 import mimetypes
 import os
+import sys
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import NamedTuple
+from functools import lru_cache, partial
+from typing import Callable, NamedTuple
 
 import jinja2
 import segno
 
 from ..diagnostics import CarepressError, error, warning
-from ..model import Collection, Topic
-from . import BuildContext
-from .common import FONT_DIR, TEMPLATE_DIR, epoch_datetime, fork_pool, pdf_page_count, template_environment
+from ..model import Collection, Organisation, Person, Section, Topic
+from . import BuildContext, Forked, fork_pool
+from .common import (
+    FONT_DIR,
+    TEMPLATE_DIR,
+    SectionHead,
+    epoch_datetime,
+    pdf_page_count,
+    template_environment,
+)
 
 ASSET_BASE = "https://assets.carepress.invalid/"
 PDF_TEMPLATES = TEMPLATE_DIR / "pdf"
@@ -41,7 +52,29 @@ class Fetches:
     refused: list[str] = field(default_factory=list)
 
 
+def load_weasyprint() -> None:
+    """Import WeasyPrint, a third faster than a plain import.
+
+    WeasyPrint tries several names for each C library it loads (``libpango-1.0-0``, ...,
+    ``libpango-1.0.so.0``); for each name that is not a file, cffi asks
+    ``ctypes.util.find_library``, which runs gcc and ldconfig: about 50 processes and a
+    quarter of a second. The names that are files load directly, the same libraries either
+    way, so that search is skipped while WeasyPrint is imported.
+    """
+    if "weasyprint" in sys.modules:
+        return
+    import ctypes.util
+
+    find = ctypes.util.find_library
+    ctypes.util.find_library = lambda _name: None
+    try:
+        importlib.import_module("weasyprint")
+    finally:
+        ctypes.util.find_library = find
+
+
 def make_fetcher(record: Fetches):
+    load_weasyprint()
     from weasyprint.urls import URLFetcher, URLFetcherResponse
 
     class AssetFetcher(URLFetcher):
@@ -116,30 +149,50 @@ def _deflate_level_6() -> None:
         pydyf.zlib = _Deflate()
 
 
-class Renderer:
-    """One build's WeasyPrint state: font configuration and parsed stylesheets, reused."""
+class _Styles(NamedTuple):
+    """Fonts and parsed stylesheets for one paper size: made once per process (most of a
+    worker's start-up after importing WeasyPrint), shared by every Renderer."""
 
-    def __init__(self, paper: str, epoch: int):
+    fetches: Fetches
+    fetcher: object
+    fonts: object  # weasyprint.text.fonts.FontConfiguration
+    base: object  # weasyprint.CSS
+    large: object
+    booklet: object
+    overlay: object
+
+
+_STYLES: dict[str, _Styles] = {}
+
+
+def _styles(paper: str) -> _Styles:
+    if paper not in _STYLES:
+        load_weasyprint()
         from weasyprint import CSS
         from weasyprint.text.fonts import FontConfiguration
 
-        _deflate_level_6()
-
-        self.fetches = Fetches()
-        self.fetcher = make_fetcher(self.fetches)
-        self.fonts = FontConfiguration()
-        self.epoch = epoch
-        size = PAPER[paper]
+        fetches = Fetches()
+        fetcher = make_fetcher(fetches)
+        fonts = FontConfiguration()
 
         def css(name: str, extra: str = "") -> "CSS":
             text = (PDF_TEMPLATES / name).read_text(encoding="utf-8") + extra
-            return CSS(string=text, base_url=ASSET_BASE, url_fetcher=self.fetcher, font_config=self.fonts)
+            return CSS(string=text, base_url=ASSET_BASE, url_fetcher=fetcher, font_config=fonts)
 
-        page = f"@page {{ size: {size}; }}"
-        self.base = css("base.css", page)
-        self.large = css("large.css")
-        self.booklet = css("booklet.css")
-        self.overlay = css("overlay.css")
+        _STYLES[paper] = _Styles(fetches, fetcher, fonts, css("base.css", f"@page {{ size: {PAPER[paper]}; }}"),
+                                 css("large.css"), css("booklet.css"), css("overlay.css"))
+    return _STYLES[paper]
+
+
+class Renderer:
+    """WeasyPrint with this process's fonts and parsed stylesheets for ``paper`` (see _styles)."""
+
+    def __init__(self, paper: str, epoch: int):
+        _deflate_level_6()
+        styles = _styles(paper)
+        self.fetches, self.fetcher, self.fonts = styles.fetches, styles.fetcher, styles.fonts
+        self.base, self.large, self.booklet, self.overlay = styles.base, styles.large, styles.booklet, styles.overlay
+        self.epoch = epoch
 
     def pdf(self, html: str, stylesheets: list, what: str, kind: str = "document") -> tuple[bytes, int]:
         """One PDF. ``kind``: a tagged PDF/UA "document", a booklet "part" (tagged, whole fonts,
@@ -173,27 +226,104 @@ def _source_date_epoch(epoch: int):
             os.environ["SOURCE_DATE_EPOCH"] = old
 
 
-def handout_html(c: Collection, topic: Topic, large: bool = False) -> str:
-    section = next((s for s in c.sections if s.slug == topic.section), None)
+class Masthead(NamedTuple):
+    """All of the collection that a handout or a booklet part shows, and so all they are cached
+    under: their templates get this, never the collection (using more fails loudly)."""
+
+    title: str
+    language: str
+    publisher: Organisation | None
+    presenter: Person | None
+    review_date: _dt.date | None
+
+    @classmethod
+    def of(cls, c: Collection) -> "Masthead":
+        return cls(c.title, c.language, c.publisher, c.presenter, c.review_date)
+
+    def key(self) -> str:
+        return json.dumps([self.title, self.language, _json(self.publisher), _json(self.presenter),
+                           self.review_date.isoformat() if self.review_date else None])
+
+
+def _json(model) -> object:
+    return model.model_dump(mode="json") if model is not None else None
+
+
+class Printed(NamedTuple):
+    """Topics as the PDFs show them (everything but where they came from in the source) and
+    the JSON each is cached under, made once per build."""
+
+    topics: dict[str, Topic]
+    keys: dict[str, str]
+
+    @classmethod
+    def of(cls, c: Collection) -> "Printed":
+        topics = {t.slug: t.model_copy(update={"sources": ()}) for t in c.topics}
+        return cls(topics, {slug: t.model_dump_json() for slug, t in topics.items()})
+
+
+class Job(NamedTuple):
+    """A PDF to make: ``identity`` is what it is made from besides its stylesheets and settings
+    (its HTML, or the inputs its HTML is a function of); ``html`` is that HTML, or a function
+    that makes it, called only when the PDF is not in the part cache."""
+
+    path: str
+    identity: str
+    html: "str | Callable[[], str]"
+    sheets: tuple[str, ...]
+    kind: str = "document"
+
+
+def handout_html(c: Collection | Masthead, topic: Topic, large: bool = False,
+                 section: Section | SectionHead | None = None) -> str:
+    if section is None and isinstance(c, Collection):
+        section = next((s for s in c.sections if s.slug == topic.section), None)
     qr = qr_data_url(topic.media.video_url) if topic.media.video_url else ""
     return _environment().get_template("handout.html").render(
         c=c, topic=topic, section=section, qr=qr, notes_lines=NOTES_LINES["large" if large else "normal"])
 
 
+def _handouts(c: Collection, printed: Printed) -> list[Job]:
+    """A handout and a large-print handout per topic, in topic order."""
+    head = Masthead.of(c)
+    head_key = head.key()
+    sections = {s.slug: SectionHead(s.slug, s.title) for s in c.sections}
+    jobs = []
+    for topic in c.topics:
+        shown, section = printed.topics[topic.slug], sections.get(topic.section)
+        identity = json.dumps([head_key, section, printed.keys[topic.slug]])
+        jobs.append(Job(f"pdf/{topic.slug}.pdf", "handout" + identity,
+                        partial(handout_html, head, shown, False, section), ("base",)))
+        jobs.append(Job(f"pdf/large-print/{topic.slug}.pdf", "large" + identity,
+                        partial(handout_html, head, shown, True, section), ("base", "large")))
+    return jobs
+
+
+PART_PREFIX = "booklet-part:"  # names of booklet parts among the rendered documents (never published)
 BOOKLET_PART_TOPICS = 12  # topics per booklet part: a part starts a page; one edit re-renders one part
 
 
-def booklet_parts(c: Collection) -> list[tuple[str, str]]:
-    """(name, HTML) of each part of the booklet's body, in order: a section's topics, 12 at a time."""
-    template = _environment().get_template("booklet_part.html")
+def booklet_part_html(head: Masthead, section: SectionHead, topics: list[Topic], first: bool) -> str:
+    qrs = {t.slug: qr_data_url(t.media.video_url) if t.media.video_url else "" for t in topics}
+    return _environment().get_template("booklet_part.html").render(
+        c=head, section=section, topics=topics, first=first, qrs=qrs)
+
+
+def booklet_parts(c: Collection, printed: Printed | None = None) -> list[Job]:
+    """The parts of the booklet's body, in order: a section's topics, 12 at a time."""
+    printed = printed or Printed.of(c)
+    head = Masthead.of(c)
+    head_key = head.key()
     parts = []
     for section in c.sections:
-        topics = c.section_topics(section)
-        for n, start in enumerate(range(0, max(len(topics), 1), BOOKLET_PART_TOPICS)):
-            chunk = topics[start:start + BOOKLET_PART_TOPICS]
-            qrs = {t.slug: qr_data_url(t.media.video_url) if t.media.video_url else "" for t in chunk}
-            parts.append((f"{section.slug}/{n}", template.render(c=c, section=section, topics=chunk,
-                                                                 first=start == 0, qrs=qrs)))
+        slugs = section.topics
+        shown = SectionHead(section.slug, section.title)
+        for n, start in enumerate(range(0, max(len(slugs), 1), BOOKLET_PART_TOPICS)):
+            chunk = slugs[start:start + BOOKLET_PART_TOPICS]
+            identity = json.dumps([head_key, shown, start == 0, [printed.keys[s] for s in chunk]])
+            parts.append(Job(f"{PART_PREFIX}{section.slug}/{n}", identity,
+                             partial(booklet_part_html, head, shown, [printed.topics[s] for s in chunk], start == 0),
+                             ("base", "booklet"), "part"))
     return parts
 
 
@@ -207,34 +337,42 @@ def booklet_overlay_html(c: Collection, pages: int) -> str:
     return _environment().get_template("booklet_overlay.html").render(c=c, pages=pages)
 
 
+WARM_UP_HTML = ('<!DOCTYPE html><html lang="en"><head><title>warm-up</title></head><body><h1>Warm-up</h1>'
+                '<p>Regular, <b>bold</b>, <i>italic</i> and <b><i>both</i></b>.</p></body></html>')
+
+
+def warm_up(paper: str = "letter") -> None:
+    """Ready a worker before its first document arrives: import WeasyPrint, parse the fonts and
+    stylesheets and lay out a little text in each face (together most of a second)."""
+    renderer = _renderer(paper, 0)
+    renderer.pdf(WARM_UP_HTML, [renderer.base], "warm-up")
+
+
 _RENDERERS: dict[tuple[str, int], Renderer] = {}
-atexit.register(_RENDERERS.clear)  # free WeasyPrint's font configuration before interpreter teardown
+
+
+@atexit.register
+def _free() -> None:
+    """Free WeasyPrint's font configurations before interpreter teardown."""
+    _RENDERERS.clear()
+    _STYLES.clear()
 
 
 def _renderer(paper: str, epoch: int) -> Renderer:
-    """One Renderer (fonts, parsed CSS) per process and settings, reused by every document."""
+    """One Renderer per process and settings, reused by every document."""
     key = (paper, epoch)
     if key not in _RENDERERS:
         _RENDERERS[key] = Renderer(paper, epoch)
     return _RENDERERS[key]
 
 
-PART_PREFIX = "booklet-part:"  # names of booklet parts among the rendered documents (never published)
-
-
 class Document(NamedTuple):
+    """A PDF to render now (what a worker is sent)."""
+
     path: str  # output path, or a booklet part's name (PART_PREFIX...)
     html: str
     sheets: tuple[str, ...]  # stylesheet names: Renderer attributes
     kind: str = "document"  # see Renderer.pdf
-
-
-def _document(c: Collection, kind: str, slug: str) -> Document:
-    """One handout or large-print handout."""
-    topic = c.topic(slug)
-    if kind == "large":
-        return Document(f"pdf/large-print/{slug}.pdf", handout_html(c, topic, large=True), ("base", "large"))
-    return Document(f"pdf/{slug}.pdf", handout_html(c, topic), ("base",))
 
 
 def render_part(documents: list[Document], paper: str, epoch: int):
@@ -249,13 +387,14 @@ def render_part(documents: list[Document], paper: str, epoch: int):
 
 
 CHUNK = 24  # documents a worker takes at a time: about a second's work, so no worker idles long at the end
+FEW = 8  # this many documents or fewer are one worker's work
 
 
 class _Scheduler:
-    """Renders documents through the part cache, across ``jobs`` processes when there are many.
+    """Renders documents through the part cache, across ``jobs`` processes.
 
-    ``submit`` returns a handle (a few documents with no pool running are rendered there and
-    then); ``result`` waits for it. So the booklet's front and overlay are rendered while the
+    ``submit`` returns a handle (with one job, the documents are rendered there and then);
+    ``result`` waits for it. So the booklet's front and overlay are rendered while the
     handouts queued after them still are.
     """
 
@@ -268,36 +407,52 @@ class _Scheduler:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.pool is not None:
+        if self.pool is not None:  # our own: the build's shared workers are the build's to shut down
             self.pool.shutdown(cancel_futures=True)
 
-    def _pool(self):
+    def _pool(self, few: bool):
+        shared = self.ctx.workers
+        if shared is not None and shared.jobs == self.jobs:
+            return (few and shared.first) or shared.pool
         if self.pool is None:
             self.pool = fork_pool(self.jobs)
         return self.pool
 
-    def submit(self, documents: list[Document], chunk: int | None = None):
+    def lookup(self, jobs: list[Job]) -> tuple[dict[str, bytes], dict[str, str], list[Job]]:
+        """What the part cache has: (cached files, every job's part-cache key, jobs to render)."""
         files: dict[str, bytes] = {}
         keys: dict[str, str] = {}
-        pending: list[Document] = []
+        todo: list[Job] = []
         parts = self.ctx.parts
-        for doc in documents:
+        for job in jobs:
             if parts is not None:
-                keys[doc.path] = parts.key("pdf", doc.path, doc.html, ",".join(doc.sheets), doc.kind, self.paper,
+                keys[job.path] = parts.key("pdf", job.path, job.identity, ",".join(job.sheets), job.kind, self.paper,
                                            str(self.epoch))
-                cached = parts.get(keys[doc.path])
+                cached = parts.get(keys[job.path])
                 if cached is not None:
-                    files[doc.path] = cached
+                    files[job.path] = cached
                     continue
-            pending.append(doc)
+            todo.append(job)
+        return files, keys, todo
+
+    def dispatch(self, files: dict[str, bytes], keys: dict[str, str], todo: list[Job], chunk: int | None = None):
+        """Render ``todo`` (in the workers when there are any): a handle for :meth:`result`."""
+        pending = [Document(job.path, job.html if isinstance(job.html, str) else job.html(), job.sheets, job.kind)
+                   for job in todo]
         if not pending:
             return files, keys, []
-        if self.jobs == 1 or (self.pool is None and len(pending) < 8 * self.jobs):
-            return files, keys, [render_part(pending, self.paper, self.epoch)]  # few: not worth the processes
-        size = chunk or max(1, min(CHUNK, len(pending) // (self.jobs * 6)))
-        pool = self._pool()
+        if self.jobs == 1:
+            return files, keys, [render_part(pending, self.paper, self.epoch)]
+        # Even a few documents go to the workers: while one loads WeasyPrint (most of a small
+        # rebuild's rendering time) this process reads the cached parts and prepares the rest.
+        few = len(pending) <= FEW  # a rebuild's few documents: one worker's work, the warm one's if any
+        size = chunk or (len(pending) if few else max(1, min(CHUNK, len(pending) // (self.jobs * 6))))
+        pool = self._pool(few)
         return files, keys, [pool.submit(render_part, pending[i:i + size], self.paper, self.epoch)
                              for i in range(0, len(pending), size)]
+
+    def submit(self, jobs: list[Job], chunk: int | None = None):
+        return self.dispatch(*self.lookup(jobs), chunk=chunk)
 
     def result(self, handle) -> dict[str, bytes]:
         files, keys, results = handle
@@ -324,7 +479,7 @@ OVERLAY = f"{PART_PREFIX}overlay"
 CONTENTS_LINES = {"letter": 29, "a4": 31}  # contents entries a page holds: the first guess of its length
 
 
-def _front(c: Collection, body: list, front_pages: int) -> list[Document]:
+def _front(c: Collection, body: list, front_pages: int) -> list[Job]:
     """The booklet's front and overlay, for a front of ``front_pages`` pages before the ``body`` parts."""
     numbers: dict[str, int] = {}
     start = front_pages + 1
@@ -332,11 +487,13 @@ def _front(c: Collection, body: list, front_pages: int) -> list[Document]:
         for name, (page, _x, _y) in part.dests.items():
             numbers[name] = start + page
         start += part.pages
-    return [Document(FRONT, booklet_front_html(c, numbers), ("base", "booklet"), "part"),
-            Document(OVERLAY, booklet_overlay_html(c, start - 1), ("base", "overlay"), "overlay")]
+    front = booklet_front_html(c, numbers)
+    overlay = booklet_overlay_html(c, start - 1)
+    return [Job(FRONT, front, front, ("base", "booklet"), "part"),
+            Job(OVERLAY, overlay, overlay, ("base", "overlay"), "overlay")]
 
 
-def _booklet(c: Collection, body: list, run: _Scheduler, front_pages: int, handle) -> bytes:
+def _booklet(c: Collection, body: list, run: _Scheduler, front_pages: int, handle) -> bytes | Forked:
     """Assemble the booklet from its front and overlay (queued as ``handle``, rendered for a
     front of ``front_pages``) and the ``body`` parts. If the front came out longer or shorter,
     its page numbers were wrong: render it and the overlay again with the right length."""
@@ -354,7 +511,23 @@ def _booklet(c: Collection, body: list, run: _Scheduler, front_pages: int, handl
     outline = [(s.title, f"section-{s.slug}", [(t.title, f"topic-{t.slug}") for t in c.section_topics(s)])
                for s in c.sections]
     labels = {f"section-{s.slug}": s.title for s in c.sections} | {f"topic-{t.slug}": t.title for t in c.topics}
-    return assemble(front, body, rendered[OVERLAY], outline, labels)
+    if run.jobs == 1:
+        return assemble(front, body, rendered[OVERLAY], outline, labels)
+    # With processes to spare, a child assembles the booklet while this process renders the
+    # other formats: only the HTML site (it shows the booklet's size) and publishing wait for it.
+    return Forked(partial(_assemble, front, body, rendered[OVERLAY], outline, labels))
+
+
+def _assemble(*args) -> bytes:
+    """:func:`pdfmerge.assemble` in a child process: a failure comes back as a PDF error."""
+    from .pdfmerge import assemble
+
+    try:
+        return assemble(*args)
+    except Exception as exc:
+        if os.environ.get("CAREPRESS_DEBUG"):
+            raise
+        raise CarepressError([error("CP130", f"pdf: assembling the booklet: {type(exc).__name__}: {exc}")]) from None
 
 
 def _front_shape(c: Collection, run: _Scheduler) -> str:
@@ -370,32 +543,46 @@ def _front_pages_guess(c: Collection, run: _Scheduler) -> int:
     return 2 + (len(c.topics) + 2 * len(c.sections) - 1) // CONTENTS_LINES[run.paper]
 
 
-def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes], Fetches]:
-    """Render every PDF not already in the part cache; with ``jobs`` > 1, across processes.
+class _Started(NamedTuple):
+    run: _Scheduler
+    names: list[Job]  # the booklet's body parts
+    parts: tuple  # their handle
+    handouts: list  # handles of handouts on their way
+    later: tuple[dict[str, str], list[Job]]  # keys and handouts to send after the booklet's front
 
-    The booklet's topic parts come first (its front needs their page numbers), with a quarter
-    of the handouts queued behind them so no worker waits while the parts are read; then the
-    front and overlay (the longest single documents), then the other handouts. The booklet is
-    assembled from the parts while the handouts render.
-    """
-    from .pdfmerge import open_part
 
+def start(c: Collection, ctx: BuildContext) -> _Started:
+    """Send the workers what is not cached: the booklet's topic parts first (its front needs
+    their page numbers), then the handouts. Of many handouts (a first build) a quarter go now,
+    so no worker waits while the parts' page numbers are read, and the rest after the front
+    and overlay (the longest single documents) in :func:`render_with`."""
     paper = str(ctx.options.get("paper") or ctx.config.pdf.paper)
     jobs = max(1, int(ctx.options.get("jobs") or 1))
-    names = booklet_parts(c)
-    with _Scheduler(ctx, paper, ctx.source_date_epoch, jobs) as run:
-        parts = run.submit(
-            [Document(f"{PART_PREFIX}{name}", html, ("base", "booklet"), "part") for name, html in names], chunk=1)
-        documents = [_document(c, kind, t.slug) for t in c.topics for kind in ("handout", "large")]
-        early = len(documents) // 4  # keep the workers busy while the parts' page numbers are read
-        handouts = [run.submit(documents[:early])]
-        rendered = run.result(parts)
-        body = [open_part(rendered[f"{PART_PREFIX}{name}"]) for name, _html in names]
+    run = _Scheduler(ctx, paper, ctx.source_date_epoch, jobs)
+    printed = Printed.of(c)
+    names = booklet_parts(c, printed)
+    parts = run.submit(names, chunk=1)
+    files, keys, todo = run.lookup(_handouts(c, printed))
+    now = todo if len(todo) <= FEW else todo[:len(todo) // 4]
+    return _Started(run, names, parts, [run.dispatch(files, keys, now)], (keys, todo[len(now):]))
+
+
+def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | Forked], Fetches]:
+    """Every PDF: what :func:`start` sent the workers (or, called alone, sends now), then the
+    booklet's front and overlay, the rest of the handouts, and the booklet assembled from its
+    parts while the handouts render (with jobs > 1, in a child process: see _booklet)."""
+    from .pdfmerge import open_part
+
+    begun = ctx.started.get("pdf") or start(c, ctx)
+    with begun.run as run:
+        cached = {path: open_part(data) for path, data in begun.parts[0].items()}  # while the others render
+        rendered = run.result(begun.parts)
+        body = [cached.get(job.path) or open_part(rendered[job.path]) for job in begun.names]
         front_pages = _front_pages_guess(c, run)
         front = run.submit(_front(c, body, front_pages), chunk=1)
-        handouts.append(run.submit(documents[early:]))
+        handouts = begun.handouts + [run.dispatch({}, *begun.later)]
         booklet = _booklet(c, body, run, front_pages, front)
-        files = {path: data for handle in handouts for path, data in run.result(handle).items()}
+        files: dict[str, bytes | Forked] = {path: data for handle in handouts for path, data in run.result(handle).items()}
     files[f"pdf/{c.id}-booklet.pdf"] = booklet
     for topic in c.topics:
         pages = pdf_page_count(files[f"pdf/{topic.slug}.pdf"]) or 1

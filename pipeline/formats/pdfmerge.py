@@ -88,7 +88,7 @@ def assemble(front: Part, parts: list[Part], overlay: bytes | None,
             dests[name] = (page + offset, x, y)
         offset += part.pages
     _rebuild_parent_tree(out, owners)
-    _resolve_links(out, dests, labels)
+    _resolve_links(out, front.pages, dests, labels)
     _named_dests(out, dests)
     _outline(out, outline, dests)
     if overlay is not None:
@@ -138,13 +138,16 @@ def _copy(out, value):
     return pikepdf.Array([out.copy_foreign(item) if item.is_indirect else item for item in value])
 
 
-def _resolve_links(out, dests, labels: dict[str, str]) -> None:
+def _resolve_links(out, front_pages: int, dests, labels: dict[str, str]) -> None:
+    """The front's ``goto:`` links become destinations (only the front makes them)."""
     import pikepdf
 
-    for page in out.pages:
-        for annot in page.obj.get("/Annots", []):
+    objs = [page.obj for page in out.pages]
+    xyz = pikepdf.Name.XYZ
+    for page in objs[:front_pages]:
+        for annot in page.get("/Annots", ()):
             action = annot.get("/A")
-            if action is None or str(action.get("/S")) != "/URI":
+            if action is None or action.get("/S") != "/URI":
                 continue
             uri = str(action.URI)
             if not uri.startswith(GOTO):
@@ -152,7 +155,7 @@ def _resolve_links(out, dests, labels: dict[str, str]) -> None:
             name = uri[len(GOTO):]
             target, x, y = dests[name]
             del annot["/A"]
-            annot.Dest = pikepdf.Array([out.pages[target].obj, pikepdf.Name.XYZ, x, y, 0])
+            annot.Dest = pikepdf.Array([objs[target], xyz, x, y, 0])
             annot.Contents = pikepdf.String(f"{labels.get(name, name)}, page {target + 1}")
 
 
@@ -168,19 +171,33 @@ def _named_dests(out, dests) -> None:
 
 
 def _outline(out, outline, dests) -> None:
-    from pikepdf import Name, OutlineItem
+    """Bookmarks: a section per entry, its topics under it, all open; built as plain dictionaries
+    (pikepdf's OutlineItem machinery costs ten times as much for a thousand entries)."""
+    import pikepdf
 
-    def item(title: str, dest: str) -> OutlineItem:
-        page, x, y = dests[dest]
-        return OutlineItem(title, page, "XYZ", left=x, top=y, zoom=0)
+    objs = [page.obj for page in out.pages]
+    xyz = pikepdf.Name.XYZ
 
-    with out.open_outline() as tree:
-        tree.root.clear()
-        for title, dest, children in outline:
-            parent = item(title, dest)
-            parent.children.extend(item(t, d) for t, d in children)
-            tree.root.append(parent)
-    out.Root.PageMode = Name.UseOutlines
+    def chain(parent, entries) -> int:
+        items = []
+        for title, dest, children in entries:
+            page, x, y = dests[dest]
+            item = out.make_indirect(pikepdf.Dictionary(Title=pikepdf.String(title), Parent=parent,
+                                                        Dest=pikepdf.Array([objs[page], xyz, x, y, 0])))
+            if items:
+                item.Prev = items[-1]
+                items[-1].Next = item
+            items.append(item)
+            if children:
+                item.Count = chain(item, [(t, d, ()) for t, d in children])
+        if items:
+            parent.First, parent.Last = items[0], items[-1]
+        return len(items) + sum(int(i.get("/Count", 0)) for i in items)
+
+    root = out.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Outlines))
+    root.Count = chain(root, outline)
+    out.Root.Outlines = root
+    out.Root.PageMode = pikepdf.Name.UseOutlines
 
 
 def _overlay(out, overlay: bytes) -> None:
@@ -190,18 +207,20 @@ def _overlay(out, overlay: bytes) -> None:
     src = pikepdf.open(io.BytesIO(overlay))
     if len(src.pages) != len(out.pages):
         raise ValueError(f"overlay has {len(src.pages)} pages, the booklet {len(out.pages)}")
+    name = pikepdf.Name("/CarepressOverlay")  # a fixed name: random ones break reproducibility
+    before = out.make_stream(b"q\n")  # the same two streams wrap every page's content
+    after = out.make_stream(b"Q\n/Artifact BMC\nq\n" + bytes(name) + b" Do\nQ\nEMC\n")
+    forms = out.copy_foreign(src.make_indirect(pikepdf.Array([p.as_form_xobject() for p in src.pages])))  # one pass
     for i in range(1, len(out.pages)):
-        form = out.copy_foreign(src.pages[i].as_form_xobject())
         page = out.pages[i]
         # WeasyPrint pages share one /Resources dictionary: give each page its own (shallow) copy
         resources = pikepdf.Dictionary({k: v for k, v in page.obj.Resources.items()})
-        if "/XObject" in resources:
-            resources.XObject = pikepdf.Dictionary({k: v for k, v in resources.XObject.items()})
+        xobjects = pikepdf.Dictionary({k: v for k, v in page.obj.Resources.get("/XObject", {}).items()})
+        xobjects[name] = forms[i]
+        resources.XObject = xobjects
         page.obj.Resources = resources
-        name = page.add_resource(form, pikepdf.Name.XObject, name=pikepdf.Name("/CarepressOverlay"),
-                                 replace_existing=False)  # a fixed name: random ones break reproducibility
-        page.contents_add(out.make_stream(b"q\n"), prepend=True)
-        page.contents_add(out.make_stream(b"Q\n/Artifact BMC\nq\n" + bytes(name) + b" Do\nQ\nEMC\n"))
+        page.contents_add(before, prepend=True)
+        page.contents_add(after)
 
 
 def _dedupe_fonts(out) -> None:
