@@ -202,18 +202,20 @@ def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[
     step("writing outputs")
     if ctx.parts is not None:
         files.update(ctx.parts.files())
+    t0 = time.perf_counter()
     try:
         if key is None:
             publish(files, out)
         else:
             digests = {name: cache.sha256(data) for name, data in files.items()}
-            publish(files, out, cache.unchanged_since(cache.recorded_files(out), digests))
+            stats = publish(files, out, cache.unchanged_since(cache.recorded_files(out), digests))
         if ctx.parts is not None:
             prune(out, cache.PARTS_DIR, ctx.parts.keep())
         if key is not None:  # written last, with the files' stat as published: a fast up-to-date check
-            manifest = cache.manifest_bytes(key, digests, [d.to_dict() for d in ctx.diagnostics], out)
+            manifest = cache.manifest_bytes(key, digests, [d.to_dict() for d in ctx.diagnostics], stats)
             publish({cache.MANIFEST: manifest}, out)
     except CarepressError as exc:
         return BuildResult(1, ctx.diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
+    timings["publish"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     return BuildResult(0, ctx.diagnostics, files, loaded, timings)

@@ -61,7 +61,10 @@ def input_key(inputs, formats: list[str], options: Mapping[str, object], strict:
 
 
 def _stat(path: Path | str) -> list[int]:
-    st = os.stat(path)
+    return _fields(os.stat(path))
+
+
+def _fields(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
@@ -69,20 +72,22 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def manifest_bytes(key: str, digests: Mapping[str, str], diagnostics: list[dict], out: Path) -> bytes:
-    """The key, each published file's SHA-256 (``digests``) and stat (size, mtime, inode), and the diagnostics."""
+def manifest_bytes(key: str, digests: Mapping[str, str], diagnostics: list[dict],
+                   stats: Mapping[str, os.stat_result]) -> bytes:
+    """The key, each published file's SHA-256 (``digests``) and stat as published (size, mtime,
+    inode: ``stats``, from :func:`writer.publish`), and the diagnostics."""
     body = {
         "key": key,
-        "files": {name: [sha, *_stat(out / name)] for name, sha in sorted(digests.items())},
+        "files": {name: [sha, *_fields(stats[name])] for name, sha in sorted(digests.items())},
         "diagnostics": diagnostics,
     }
-    return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
+    return (json.dumps(body, separators=(",", ":"), sort_keys=True) + "\n").encode()
 
 
 def recorded_files(out: Path) -> dict[str, list]:
     """The last manifest's files ({name: [sha, size, mtime, inode]}); empty when there is none."""
     try:
-        files = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("files", {})
+        files = json.loads((out / MANIFEST).read_bytes()).get("files", {})
     except (OSError, ValueError, AttributeError):
         return {}
     return files if isinstance(files, dict) else {}
@@ -91,14 +96,9 @@ def recorded_files(out: Path) -> dict[str, list]:
 def unchanged_since(recorded: Mapping[str, list], digests: Mapping[str, str]):
     """A check for :func:`writer.publish`: the file is as the last build published it (same stat)
     and that build recorded these bytes' SHA-256, so it need not be read back or written."""
-    def unchanged(name: str, path: str, data: bytes) -> bool:
+    def unchanged(name: str, _path: str, st: os.stat_result, _data: bytes) -> bool:
         entry = recorded.get(name)
-        if not entry or entry[0] != digests.get(name):
-            return False
-        try:
-            return _stat(path) == list(entry[1:])
-        except OSError:
-            return False
+        return bool(entry) and entry[0] == digests.get(name) and _fields(st) == entry[1:]
 
     return unchanged
 
@@ -125,21 +125,61 @@ def up_to_date(out: Path, key: str) -> list[dict] | None:
 
 PARTS_DIR = ".carepress-cache"
 _KEY = re.compile(r"^[0-9a-f]{64}$")
+PACK_MAGIC = b"carepress-pack 1\n"
+PACKS = "0123456789abcdef"  # one pack per first hex digit of the keys
+
+
+def pack_name(shard: str) -> str:
+    return f"pack-{shard}"
+
+
+def pack_bytes(entries: Mapping[str, bytes]) -> bytes:
+    """One pack: a magic line, the index length, a JSON index {key: [offset, length]} and the
+    entries, in key order (so the same entries always give the same bytes)."""
+    index: dict[str, list[int]] = {}
+    offset = 0
+    for key in sorted(entries):
+        index[key] = [offset, len(entries[key])]
+        offset += len(entries[key])
+    head = json.dumps(index, separators=(",", ":")).encode()
+    return b"".join([PACK_MAGIC, b"%d\n" % len(head), head] + [entries[key] for key in sorted(entries)])
+
+
+def read_pack(data: bytes) -> dict[str, bytes]:
+    """The entries of a pack; empty for anything that is not a whole, well-formed pack."""
+    if not data.startswith(PACK_MAGIC):
+        return {}
+    try:
+        line_end = data.index(b"\n", len(PACK_MAGIC))
+        length = int(data[len(PACK_MAGIC):line_end])
+        index = json.loads(data[line_end + 1:line_end + 1 + length])
+        base = line_end + 1 + length
+        entries = {key: data[base + start:base + start + size] for key, (start, size) in index.items()
+                   if _KEY.match(key)}
+    except (ValueError, TypeError):
+        return {}
+    if any(base + start + size > len(data) for start, size in index.values()):
+        return {}
+    return entries
 
 
 class PartCache:
     """Rendered parts (a handout's PDF, say) by a key that hashes everything they depend on.
 
-    A renderer asks ``get(key)`` before rendering and ``put(key, data)`` after; the build
-    publishes the new parts under ``outputs/.carepress-cache/`` through the writer and prunes
-    parts no longer used. Keys include :func:`package_fingerprint`, so new code, templates,
-    fonts or library versions never reuse old parts.
+    A renderer asks ``get(key)`` before rendering and ``put(key, data)`` after. Parts live in
+    16 pack files under ``outputs/.carepress-cache/`` (by the key's first hex digit: a build
+    of a thousand topics has about 5,000 parts, and creating that many files costs more than
+    rendering some of them). The build publishes, through the writer, each pack that gained
+    a part or lost one no longer used, and prunes packs left with none. Keys include
+    :func:`package_fingerprint`, so new code, templates, fonts or library versions never
+    reuse old parts.
     """
 
     def __init__(self, folder: Path | None):
         self.folder = folder
         self.used: set[str] = set()
         self.new: dict[str, bytes] = {}
+        self._packs: dict[str, dict[str, bytes]] = {}
 
     @staticmethod
     def key(*parts: str | bytes) -> str:
@@ -149,26 +189,54 @@ class PartCache:
             digest.update(len(data).to_bytes(8, "big") + data)
         return digest.hexdigest()
 
+    def _pack(self, shard: str) -> dict[str, bytes]:
+        if shard not in self._packs:
+            try:
+                data = (self.folder / pack_name(shard)).read_bytes() if self.folder is not None else b""
+            except OSError:
+                data = b""
+            self._packs[shard] = read_pack(data)
+        return self._packs[shard]
+
     def get(self, key: str) -> bytes | None:
         if key in self.new:
             return self.new[key]
-        if self.folder is None or not _KEY.match(key):
+        if not _KEY.match(key):
             return None
-        try:
-            data = (self.folder / key).read_bytes()
-        except OSError:
-            return None
-        self.used.add(key)
+        data = self._pack(key[0]).get(key)
+        if data is not None:
+            self.used.add(key)
         return data
 
     def put(self, key: str, data: bytes) -> None:
         self.new[key] = data
 
     def files(self) -> dict[str, bytes]:
-        return {f"{PARTS_DIR}/{key}": data for key, data in sorted(self.new.items())}
+        """The packs to publish: each that gains a part or loses one this build did not use."""
+        out: dict[str, bytes] = {}
+        for shard in PACKS:
+            old = self._pack(shard)
+            keep = {key: data for key, data in old.items() if key in self.used}
+            keep.update((key, data) for key, data in self.new.items() if key[0] == shard)
+            if keep and keep.keys() != old.keys():
+                out[f"{PARTS_DIR}/{pack_name(shard)}"] = pack_bytes(keep)
+        return out
 
     def keep(self) -> set[str]:
-        return self.used | set(self.new)
+        """The pack files this build leaves (the others are pruned)."""
+        return {pack_name(shard) for shard in PACKS
+                if any(key[0] == shard for key in self.new) or any(key[0] == shard for key in self.used)}
+
+
+def entries(folder: Path) -> dict[str, bytes]:
+    """Every part in a cache folder (tests and tools)."""
+    found: dict[str, bytes] = {}
+    for shard in PACKS:
+        try:
+            found.update(read_pack((folder / pack_name(shard)).read_bytes()))
+        except OSError:
+            continue
+    return found
 
 
 def cached(parts: PartCache | None, make: Callable[[], bytes], *key: str | bytes) -> bytes:

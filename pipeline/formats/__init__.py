@@ -39,6 +39,8 @@ class BuildContext:
     parts: "PartCache | None" = None
     # Worker processes shared by the stages (see Workers); None: render in this process.
     workers: "Workers | None" = None
+    # Page counts of the PDFs made so far, by path (the HTML site shows them).
+    pages: dict[str, int] = field(default_factory=dict)
     # What each format's ``start`` returned (see Format.starter), by format name.
     started: dict[str, object] = field(default_factory=dict)
 

@@ -75,23 +75,24 @@ def _environment() -> jinja2.Environment:
     return template_environment("html")
 
 
-def _details(kind: str, data: bytes) -> str:
+def _details(kind: str, data: bytes, pages: int | None = None) -> str:
     parts = [kind]
     if kind == "PDF":
-        pages = pdf_page_count(data)
+        pages = pages or pdf_page_count(data)
         if pages:
             parts.append(f"{pages} page" + ("" if pages == 1 else "s"))
     parts.append(human_size(len(data)))
     return ", ".join(parts)
 
 
-def _download(rendered: dict[str, bytes | Forked], path: str, kind: str, mime: str) -> Download | None:
-    data = rendered.get(path)
+def _download(ctx: BuildContext, path: str, kind: str, mime: str) -> Download | None:
+    """A link to ``path`` if an earlier stage made it (page counts from ``ctx.pages``)."""
+    data = ctx.rendered.get(path)
     if data is None:
         return None
     if isinstance(data, Forked):  # still being made (the booklet): its details go in at the end
         return Download(href=f"../{path}", kind=kind, mime=mime, details=_later(path))
-    return Download(href=f"../{path}", kind=kind, mime=mime, details=_details(kind, data))
+    return Download(href=f"../{path}", kind=kind, mime=mime, details=_details(kind, data, ctx.pages.get(path)))
 
 
 def _later(path: str) -> str:
@@ -100,11 +101,10 @@ def _later(path: str) -> str:
     return f"\x00details of {path}\x00"
 
 
-def _fill_in(files: dict[str, bytes], rendered: dict[str, bytes | Forked],
-             later: dict[str, Download]) -> dict[str, bytes]:
+def _fill_in(files: dict[str, bytes], ctx: BuildContext, later: dict[str, Download]) -> dict[str, bytes]:
     """Wait for the files the pages were rendered before, and put their details in."""
     for path, download in later.items():
-        real = escape(_details(download.kind, rendered[path].result())).encode()
+        real = escape(_details(download.kind, ctx.rendered[path].result(), ctx.pages.get(path))).encode()
         token = _later(path).encode()
         files = {name: page.replace(token, real) for name, page in files.items()}
     return files
@@ -121,11 +121,11 @@ def media_type(url: str | None) -> str | None:
     return None
 
 
-def _topic_downloads(rendered: dict[str, bytes], topic: Topic) -> dict[str, Download | None]:
+def _topic_downloads(ctx: BuildContext, topic: Topic) -> dict[str, Download | None]:
     return {
-        "handout": _download(rendered, f"pdf/{topic.slug}.pdf", "PDF", "application/pdf"),
-        "large_print": _download(rendered, f"pdf/large-print/{topic.slug}.pdf", "PDF", "application/pdf"),
-        "captions": _download(rendered, f"captions/{topic.slug}.vtt", "WebVTT", "text/vtt"),
+        "handout": _download(ctx, f"pdf/{topic.slug}.pdf", "PDF", "application/pdf"),
+        "large_print": _download(ctx, f"pdf/large-print/{topic.slug}.pdf", "PDF", "application/pdf"),
+        "captions": _download(ctx, f"captions/{topic.slug}.vtt", "WebVTT", "text/vtt"),
     }
 
 
@@ -154,13 +154,12 @@ class SiteHead(NamedTuple):
 
 def _site_context(collection: Collection, ctx: BuildContext) -> dict:
     """What every page gets; topic pages get nothing else but their own :func:`_topic_context`."""
-    rendered = ctx.rendered
     return {
         "collection": SiteHead(collection.title, collection.publisher, collection.licence),
         "lang": collection.language,
         "review_date": collection.review_date,
         "published": epoch_datetime(ctx.source_date_epoch).date(),
-        "booklet": _download(rendered, f"pdf/{collection.id}-booklet.pdf", "PDF", "application/pdf"),
+        "booklet": _download(ctx, f"pdf/{collection.id}-booklet.pdf", "PDF", "application/pdf"),
         "track_label": LANGUAGE_NAMES.get(collection.language.split("-")[0].lower(), collection.language),
         "font_family": FONT_FAMILY,
         "font_licence": f"{ASSET_FONTS}/{FONT_LICENCE}",
@@ -174,7 +173,7 @@ def _index_context(collection: Collection, ctx: BuildContext, site: dict,
         **site,
         "collection": collection,
         "presenter": presenter_line(collection),
-        "epub": _download(rendered, f"epub/{collection.id}.epub", "EPUB", "application/epub+zip"),
+        "epub": _download(ctx, f"epub/{collection.id}.epub", "EPUB", "application/epub+zip"),
         "downloads": downloads,
         "has_handouts": any(f"pdf/{t.slug}.pdf" in rendered for t in collection.topics),
         "description_html": paragraphs_html(collection.description),
@@ -229,7 +228,7 @@ def _page(template: str, **values) -> bytes:
 def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
     try:
         site = _site_context(collection, ctx)
-        downloads = {t.slug: _topic_downloads(ctx.rendered, t) for t in collection.topics}
+        downloads = {t.slug: _topic_downloads(ctx, t) for t in collection.topics}
         index = _index_context(collection, ctx, site, downloads)
         later = {d.href[3:]: d for d in (site["booklet"], index["epub"]) if d is not None and d.details.startswith("\x00")}
         files: dict[str, bytes] = {"html/index.html": _page("index.html", page="index", **index)}
@@ -240,7 +239,7 @@ def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
             # cached under all it is given: a template reaching for more fails (StrictUndefined)
             files[f"html/{topic.slug}.html"] = cached(ctx.parts, partial(_page, "topic.html", **values),
                                                       "html-topic", context_key(values))
-        files = _fill_in(files, ctx.rendered, later)
+        files = _fill_in(files, ctx, later)
         files["html/assets/site.css"] = _stylesheet()
         for name in sorted(FONT_FILES.values()):
             files[f"html/{ASSET_FONTS}/{name}"] = font_bytes(name)

@@ -376,14 +376,15 @@ class Document(NamedTuple):
 
 
 def render_part(documents: list[Document], paper: str, epoch: int):
-    """Render some documents with this process's Renderer: ({path: bytes}, fetches)."""
+    """Render some documents with this process's Renderer: ({path: bytes}, fetches, {path: pages})."""
     renderer = _renderer(paper, epoch)
     start = len(renderer.fetches.served), len(renderer.fetches.refused)
     files: dict[str, bytes] = {}
+    pages: dict[str, int] = {}
     for doc in documents:
-        files[doc.path], _pages = renderer.pdf(doc.html, [getattr(renderer, name) for name in doc.sheets],
-                                               doc.path, doc.kind)
-    return files, Fetches(renderer.fetches.served[start[0]:], renderer.fetches.refused[start[1]:])
+        files[doc.path], pages[doc.path] = renderer.pdf(
+            doc.html, [getattr(renderer, name) for name in doc.sheets], doc.path, doc.kind)
+    return files, Fetches(renderer.fetches.served[start[0]:], renderer.fetches.refused[start[1]:]), pages
 
 
 CHUNK = 24  # documents a worker takes at a time: about a second's work, so no worker idles long at the end
@@ -402,6 +403,20 @@ class _Scheduler:
         self.ctx, self.paper, self.epoch, self.jobs = ctx, paper, epoch, jobs
         self.fetches = Fetches()
         self.pool = None
+        self.pages: dict[str, int] = {}  # by path: every PDF's page count
+        # page counts by part-cache key, kept in the cache too (counting them costs more than reading)
+        self._counts_key = ctx.parts.key("pdf-page-counts", paper, str(epoch)) if ctx.parts is not None else ""
+        known = ctx.parts.get(self._counts_key) if ctx.parts is not None else None
+        self.counts: dict[str, int] = json.loads(known) if known else {}
+        self._counted = dict(self.counts)
+
+    def keep_counts(self) -> None:
+        """Put the page counts of the PDFs this build used in the part cache (if they changed)."""
+        parts = self.ctx.parts
+        if parts is not None:
+            used = {key: n for key, n in self.counts.items() if key in parts.used or key in parts.new}
+            if used != self._counted:
+                parts.put(self._counts_key, json.dumps(used, sort_keys=True, separators=(",", ":")).encode())
 
     def __enter__(self) -> "_Scheduler":
         return self
@@ -431,6 +446,9 @@ class _Scheduler:
                 cached = parts.get(keys[job.path])
                 if cached is not None:
                     files[job.path] = cached
+                    if keys[job.path] not in self.counts:
+                        self.counts[keys[job.path]] = pdf_page_count(cached) or 1
+                    self.pages[job.path] = self.counts[keys[job.path]]
                     continue
             todo.append(job)
         return files, keys, todo
@@ -457,13 +475,15 @@ class _Scheduler:
     def result(self, handle) -> dict[str, bytes]:
         files, keys, results = handle
         for result in results:
-            part_files, part_fetches = result if isinstance(result, tuple) else result.result()
+            part_files, part_fetches, part_pages = result if isinstance(result, tuple) else result.result()
             files.update(part_files)
+            self.pages.update(part_pages)
             self.fetches.served += part_fetches.served
             self.fetches.refused += part_fetches.refused
             if self.ctx.parts is not None:
                 for path, data in part_files.items():
                     self.ctx.parts.put(keys[path], data)
+                    self.counts[keys[path]] = part_pages[path]
         if self.fetches.refused:
             raise CarepressError([error("CP130", f"pdf: refused to fetch {u!r}") for u in self.fetches.refused])
         return files
@@ -583,9 +603,12 @@ def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | For
         handouts = begun.handouts + [run.dispatch({}, *begun.later)]
         booklet = _booklet(c, body, run, front_pages, front)
         files: dict[str, bytes | Forked] = {path: data for handle in handouts for path, data in run.result(handle).items()}
+        run.keep_counts()
     files[f"pdf/{c.id}-booklet.pdf"] = booklet
+    ctx.pages.update((path, n) for path, n in run.pages.items() if path in files)
+    ctx.pages[f"pdf/{c.id}-booklet.pdf"] = run.pages[FRONT] + sum(part.pages for part in body)
     for topic in c.topics:
-        pages = pdf_page_count(files[f"pdf/{topic.slug}.pdf"]) or 1
+        pages = run.pages[f"pdf/{topic.slug}.pdf"]
         if pages > 1:
             ctx.diagnostics.append(warning("CP140", f"handout '{topic.slug}' takes {pages} pages, not one",
                                            topic.sources[0].file, topic.sources[0].first_line))

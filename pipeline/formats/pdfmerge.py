@@ -78,12 +78,13 @@ def assemble(front: Part, parts: list[Part], overlay: bytes | None,
             if "/P" in kid:
                 del kid["/P"]  # re-parented below; keeps the part's own tree root out of the copy
         nums = _nums(src)
-        for page in src.pages:
-            out.pages.append(page)
-        for kid in _copy(out, kids):
+        out.pages.extend(src.pages)
+        # the elements and the parent tree's values copied in one pass
+        copied = out.copy_foreign(src.make_indirect(pikepdf.Array([kids, *nums.values()])))
+        for kid in copied[0]:
             kid.P = document
             document.K.append(kid)
-        owners.extend([{key: _copy(out, value) for key, value in nums.items()}] * part.pages)
+        owners.extend([dict(zip(nums, copied[1:]))] * part.pages)
         for name, (page, x, y) in part.dests.items():
             dests[name] = (page + offset, x, y)
         offset += part.pages
@@ -91,9 +92,9 @@ def assemble(front: Part, parts: list[Part], overlay: bytes | None,
     _resolve_links(out, front.pages, dests, labels)
     _named_dests(out, dests)
     _outline(out, outline, dests)
+    _dedupe_fonts(out)  # before the overlay gives each page resources of its own
     if overlay is not None:
         _overlay(out, overlay)
-    _dedupe_fonts(out)
     buffer = io.BytesIO()
     out.save(buffer, deterministic_id=True, compress_streams=True,
              object_stream_mode=pikepdf.ObjectStreamMode.generate)
@@ -211,32 +212,58 @@ def _overlay(out, overlay: bytes) -> None:
     before = out.make_stream(b"q\n")  # the same two streams wrap every page's content
     after = out.make_stream(b"Q\n/Artifact BMC\nq\n" + bytes(name) + b" Do\nQ\nEMC\n")
     forms = out.copy_foreign(src.make_indirect(pikepdf.Array([p.as_form_xobject() for p in src.pages])))  # one pass
-    for i in range(1, len(out.pages)):
-        page = out.pages[i]
+    for i, page in enumerate(out.pages):
+        if i == 0:
+            continue  # the cover
+        obj = page.obj
         # WeasyPrint pages share one /Resources dictionary: give each page its own (shallow) copy
-        resources = pikepdf.Dictionary({k: v for k, v in page.obj.Resources.items()})
-        xobjects = pikepdf.Dictionary({k: v for k, v in page.obj.Resources.get("/XObject", {}).items()})
+        shared = obj.Resources
+        resources = pikepdf.Dictionary(shared)
+        xobjects = pikepdf.Dictionary(shared.get("/XObject", {}))
         xobjects[name] = forms[i]
         resources.XObject = xobjects
-        page.obj.Resources = resources
-        page.contents_add(before, prepend=True)
-        page.contents_add(after)
+        obj.Resources = resources
+        contents = obj.Contents
+        obj.Contents = pikepdf.Array([before, *contents, after] if isinstance(contents, pikepdf.Array)
+                                     else [before, contents, after])
 
 
 def _dedupe_fonts(out) -> None:
-    """Point every font descriptor at one copy of each distinct embedded font program."""
+    """Point every font descriptor at one copy of each distinct embedded font program.
+
+    The descriptors are found through the pages' resources (and their forms'), which the
+    parts' pages share, rather than by visiting every object of a thousand-topic booklet."""
     import pikepdf
 
     first: dict[tuple[str, bytes], object] = {}
-    for obj in out.objects:
-        if not isinstance(obj, pikepdf.Dictionary) or obj.get("/Type") != "/FontDescriptor":
-            continue
+    seen: set[tuple[int, int]] = set()
+
+    def resources(res) -> None:
+        if res is None or (res.is_indirect and res.objgen in seen):
+            return
+        if res.is_indirect:
+            seen.add(res.objgen)
+        for font in res.get("/Font", {}).values():
+            for descendant in [font, *font.get("/DescendantFonts", ())]:
+                descriptor = descendant.get("/FontDescriptor")
+                if descriptor is not None and descriptor.objgen not in seen:
+                    seen.add(descriptor.objgen)
+                    program(descriptor)
+        for xobject in res.get("/XObject", {}).values():
+            if xobject.get("/Subtype") == pikepdf.Name.Form and xobject.objgen not in seen:
+                seen.add(xobject.objgen)
+                resources(xobject.get("/Resources"))
+
+    def program(descriptor) -> None:
         for key in ("/FontFile2", "/FontFile3", "/FontFile"):
-            stream = obj.get(key)
+            stream = descriptor.get(key)
             if stream is None:
                 continue
             digest = (key, hashlib.sha256(stream.read_raw_bytes()).digest())
             if digest in first:
-                obj[key] = first[digest]
+                descriptor[key] = first[digest]
             else:
                 first[digest] = stream
+
+    for page in out.pages:
+        resources(page.obj.get("/Resources"))
