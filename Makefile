@@ -14,9 +14,9 @@ export PUPPETEER_SKIP_DOWNLOAD := 1
 export PUPPETEER_EXECUTABLE_PATH := /usr/bin/chromium
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: build test bench deps apt venv npm schema clean
+.PHONY: build test bench deps apt venv npm pyc schema clean
 
-deps: apt venv npm
+deps: apt venv npm pyc
 
 # Debian packages: Chromium (axe-core, Ace, WebVTT checks), HarfBuzz subsetting (7x faster
 # WeasyPrint), poppler (pdftoppm/pdftotext), Java (EPUBCheck, Nu HTML Checker).
@@ -39,6 +39,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]' 2>&1 | grep -v -e "is ignored" -e "^ *$$" || true
 	$(PY) -c "import pipeline, weasyprint, ebooklib, pypandoc, playwright, epubcheck"
 	@touch $@
+
+# Byte-compile the package (an editable install is not compiled, and PYTHONDONTWRITEBYTECODE
+# may be set): every carepress process then starts about 40 ms sooner. Only changed files compile.
+pyc: venv
+	@$(PY) -m compileall -q pipeline
 
 npm: node_modules/.installed
 

@@ -10,10 +10,12 @@ Prints a table and writes outputs/bench/build.svg.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from .synth import corpus, pair_scores
 from .writer import publish
 
 CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 from pathlib import Path
 from pipeline.build import Inputs, build
 t0 = time.perf_counter()
@@ -33,14 +35,31 @@ print(json.dumps({"status": result.status, "timings": result.timings, "cached": 
                   "files": len(result.files), "predicted": [r[4] for r in rows],
                   "diagnostics": [str(d) for d in result.diagnostics if d.severity.value == "error"][:5],
                   "peak_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                               + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024}))
+                               + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024}), flush=True)
+os._exit(0)  # as the carepress command ends (pipeline.cli.run)
 """
 FORMATS = "content,captions,pdf,epub,html"
 
 
+def labelled(topics: int):
+    """The labelled corpus with exactly ``topics`` true topics: the fewest segments that hold them
+    (the generator's stream does not depend on its length, so topics grow one segment at a time)."""
+    def make(segments: int):
+        return corpus(segments=segments, seed=11, exact=0.30, retitled=0.10, near=0.05, conflicts=0.01)
+
+    low, high = topics, 4 * topics + 8  # new topics are about half of the segments
+    while low < high:
+        middle = (low + high) // 2
+        if make(middle).topics < topics:
+            low = middle + 1
+        else:
+            high = middle
+    return make(low)
+
+
 def write_source(path: Path, topics: int) -> list[int]:
-    """A raw text source with about ``topics`` unique topics; returns the true label of each segment."""
-    data = corpus(segments=int(topics / 0.55) + 1, seed=11, exact=0.30, retitled=0.10, near=0.05, conflicts=0.01)
+    """A raw text source with exactly ``topics`` unique topics; returns the true label of each segment."""
+    data = labelled(topics)
     with path.open("w", encoding="utf-8") as out:
         out.write("Synthetic Patient Education\n\nA generated collection for benchmarking carepress.\n\n")
         for seg in data.segments:
@@ -49,53 +68,145 @@ def write_source(path: Path, topics: int) -> list[int]:
 
 
 def _child(source: Path, out: Path, formats: str, jobs: int) -> dict:
+    """One build in a fresh interpreter, as ``carepress build`` runs it; its memory is sampled."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(source), str(out), formats, str(jobs)],
-                          capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(source), str(out), formats, str(jobs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = _MemorySampler(proc.pid)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - start
+    sampler.stop()
     if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
-    figures = json.loads(proc.stdout.strip().splitlines()[-1])
-    figures["process_wall"] = time.perf_counter() - start
+        raise RuntimeError(stderr[-2000:])
+    figures = json.loads(stdout.strip().splitlines()[-1])
+    figures["process_wall"] = wall
+    figures["peak_pss_mib"] = sampler.peak / 1024
     return figures
 
 
-def _naive(source: Path, work: Path, sample: int) -> float:
-    """Seconds per topic for pandoc CLI (text -> HTML) plus weasyprint CLI (HTML -> PDF)."""
+class _MemorySampler(threading.Thread):
+    """The largest sum, sampled every 50 ms, of the proportional set size (PSS: a page shared
+    by n processes counts 1/n in each) of a process and all its descendants: the memory the
+    build really holds, its forked workers and the booklet's assembler included."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self._done = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.05):
+            self.peak = max(self.peak, sum(_pss_kib(pid) for pid in _tree(self.pid)))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _tree(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                    fields = handle.read().rsplit(b")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _command(source: Path, out: Path, jobs: int) -> float:
+    """Wall seconds of the real ``carepress build`` command (a fresh process, as a user runs it)."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "build", "--source", str(source), "--out", str(out),
+                           "--quiet", "--jobs", str(jobs)], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return wall
+
+
+def _toggle_edit(source: Path) -> None:
+    """Edit the first topic's text (add a word, or take it away again): one topic changed."""
+    text = source.read_text(encoding="utf-8")
+    if " Edited." in text:
+        source.write_text(text.replace(" Edited.", "", 1), encoding="utf-8")
+        return
+    marker = text.index("\n\n", text.index("\n\n", 80) + 2)  # inside the first topic's body
+    source.write_text(text[:marker] + " Edited." + text[marker:], encoding="utf-8")
+
+
+def _naive(source: Path, work: Path, sample: int) -> tuple[float, float, int]:
+    """Seconds per topic for the pandoc command line (text -> HTML) plus the weasyprint command
+    line (HTML -> PDF), run once per topic on ``sample`` topics spread evenly over the source
+    (0: every topic): (mean, standard error of the mean, topics timed)."""
+    import statistics
+
     import pypandoc
 
     pandoc = pypandoc.get_pandoc_path()
     weasy = shutil.which("weasyprint", path=str(Path(sys.executable).parent)) or "weasyprint"
     text = source.read_text(encoding="utf-8").split("\n\n")
-    start = time.perf_counter()
-    for n in range(sample):
+    topics = [(text[i], text[i + 1]) for i in range(2, len(text) - 1, 2)]
+    step = 1 if sample <= 0 or sample >= len(topics) else len(topics) / sample
+    chosen = [topics[int(k * step)] for k in range(len(topics) if step == 1 else sample)]
+    seconds = []
+    for n, (title, body) in enumerate(chosen):
         md = work / f"t{n}.md"
-        md.write_text(f"# {text[2 + 2 * n]}\n\n{text[3 + 2 * n]}\n", encoding="utf-8")
+        md.write_text(f"# {title}\n\n{body}\n", encoding="utf-8")
         html = md.with_suffix(".html")
+        start = time.perf_counter()
         subprocess.run([pandoc, "--sandbox", "-s", "--metadata", "title=t", str(md), "-o", str(html)], check=True,
                        capture_output=True)
         subprocess.run([weasy, str(html), str(html.with_suffix(".pdf"))], check=True, capture_output=True)
-    return (time.perf_counter() - start) / sample
+        seconds.append(time.perf_counter() - start)
+    error = statistics.stdev(seconds) / len(seconds) ** 0.5 if len(seconds) > 1 else 0.0
+    return statistics.mean(seconds), error, len(seconds)
 
 
-def _svg(stages: dict[str, float], title: str) -> str:
-    width, bar_h, left = 640, 26, 150
-    scale = (width - left - 80) / max(max(stages.values()), 1e-9)
-    rows = []
-    for i, (name, seconds) in enumerate(stages.items()):
-        y = 40 + i * (bar_h + 8)
-        rows.append(f'<text x="{left - 8}" y="{y + 18}" text-anchor="end">{name}</text>'
-                    f'<rect x="{left}" y="{y}" width="{max(seconds * scale, 1):.1f}" height="{bar_h}" fill="#0b3d5c"/>'
-                    f'<text x="{left + seconds * scale + 6:.1f}" y="{y + 18}">{seconds:.2f} s</text>')
-    height = 60 + len(stages) * (bar_h + 8)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+def _svg(panels: list[tuple[str, dict[str, float]]], title: str) -> str:
+    """Horizontal bar charts, one panel each (seconds), for a person to look at."""
+    width, bar_h, left = 720, 24, 230
+    rows, y = [], 44
+    for heading, bars in panels:
+        rows.append(f'<text x="10" y="{y + 4}" font-weight="bold">{heading}</text>')
+        y += 14
+        scale = (width - left - 90) / max(max(bars.values()), 1e-9)
+        for name, seconds in bars.items():
+            rows.append(f'<text x="{left - 8}" y="{y + 17}" text-anchor="end">{name}</text>'
+                        f'<rect x="{left}" y="{y}" width="{max(seconds * scale, 1):.1f}" height="{bar_h}" '
+                        f'fill="#0b3d5c"/><text x="{left + max(seconds * scale, 1) + 6:.1f}" y="{y + 17}">'
+                        f'{seconds:.2f} s</text>')
+            y += bar_h + 6
+        y += 22
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" '
             f'font-family="sans-serif" font-size="14" role="img" aria-label="{title}">'
             f'<title>{title}</title><rect width="100%" height="100%" fill="#fff"/>'
-            f'<text x="10" y="22" font-weight="bold">{title}</text>{"".join(rows)}</svg>\n')
+            f'<text x="10" y="22" font-size="16" font-weight="bold">{title}</text>{"".join(rows)}</svg>\n')
 
 
 def run(args) -> dict:
+    import statistics
+
     topics = getattr(args, "topics", 1000)
-    jobs = getattr(args, "jobs", None) or (len(__import__("os").sched_getaffinity(0)))
+    jobs = getattr(args, "jobs", None) or len(os.sched_getaffinity(0))
+    sample = getattr(args, "naive_sample", 100)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         source = work / "synthetic.txt"
@@ -104,12 +215,12 @@ def run(args) -> dict:
         first = _child(source, out, FORMATS, jobs)
         if first["status"] != 0:
             raise RuntimeError(f"build failed: {first['diagnostics']}")
-        unchanged = _child(source, out, FORMATS, jobs)
-        text = source.read_text(encoding="utf-8")
-        marker = text.index("\n\n", text.index("\n\n", 80) + 2)  # inside the first topic's body
-        source.write_text(text[:marker] + " Edited." + text[marker:], encoding="utf-8")
-        one_changed = _child(source, out, FORMATS, jobs)
-        naive_per_topic = _naive(source, work, sample=6)
+        unchanged = [_command(source, out, jobs) for _ in range(3)]
+        one_changed = []
+        for _ in range(3):  # a word added to the first topic, taken away, added again
+            _toggle_edit(source)
+            one_changed.append(_command(source, out, jobs))
+        naive_per_topic, naive_error, naive_timed = _naive(source, work, sample)
     precision, recall = pair_scores([p or "dropped" for p in first["predicted"]], labels)
     unique = len(set(p for p in first["predicted"] if p))
     stages = {k: round(v, 2) for k, v in first["timings"].items() if k != "total"}
@@ -118,25 +229,39 @@ def run(args) -> dict:
         "topics": unique, "segments": len(labels), "jobs": jobs,
         "stages_seconds": stages,
         "build_wall_seconds": round(first["process_wall"], 2),
-        "unchanged_rebuild_wall_seconds": round(unchanged["process_wall"], 2),
-        "one_topic_changed_wall_seconds": round(one_changed["process_wall"], 2),
-        "peak_memory_mib": round(first["peak_mib"]),
+        "unchanged_rebuild_wall_seconds": round(statistics.median(unchanged), 3),
+        "unchanged_rebuild_runs": [round(t, 3) for t in unchanged],
+        "one_topic_changed_wall_seconds": round(statistics.median(one_changed), 2),
+        "one_topic_changed_runs": [round(t, 2) for t in one_changed],
+        "peak_memory_mib": round(first["peak_pss_mib"]),
+        "peak_rss_parent_plus_largest_child_mib": round(first["peak_mib"]),
         "handouts_per_second": round(2 * unique / max(stages.get("pdf", 0), 1e-9), 1),
         "dedupe_precision": round(precision, 5), "dedupe_recall": round(recall, 5),
+        "naive_topics_timed": naive_timed,
         "naive_seconds_per_topic": round(naive_per_topic, 3),
-        "naive_extrapolated_seconds": round(naive_total, 1),
+        "naive_standard_error": round(naive_error, 4),
+        "naive_seconds_for_all_topics": round(naive_total, 1),
         "speedup_vs_naive": round(naive_total / first["process_wall"], 1),
     }
     print(f"build: {len(labels):,} segments -> {unique:,} topics, every format, --jobs {jobs}")
     for name, seconds in stages.items():
         print(f"  {name:<10} {seconds:8.2f} s")
-    print(f"  wall {figures['build_wall_seconds']} s, peak {figures['peak_memory_mib']} MiB, "
+    print(f"  wall {figures['build_wall_seconds']} s, peak {figures['peak_memory_mib']} MiB (PSS of all processes), "
           f"{figures['handouts_per_second']} handouts/s; dedupe precision {precision:.4f} recall {recall:.4f}")
-    print(f"  unchanged rebuild {figures['unchanged_rebuild_wall_seconds']} s; one topic changed "
-          f"{figures['one_topic_changed_wall_seconds']} s")
-    print(f"  naive route (pandoc + weasyprint CLI per topic): {naive_per_topic:.2f} s/topic -> "
-          f"~{naive_total:.0f} s for {unique} topics; ours is {figures['speedup_vs_naive']}x faster")
-    svg = _svg(stages, f"carepress build, {unique} topics: seconds per stage")
+    print(f"  carepress build, nothing changed: {figures['unchanged_rebuild_wall_seconds']} s "
+          f"(runs {', '.join(f'{t:.2f}' for t in unchanged)}); one topic changed: "
+          f"{figures['one_topic_changed_wall_seconds']} s (runs {', '.join(f'{t:.2f}' for t in one_changed)})")
+    what = "every topic" if naive_timed >= unique else f"{naive_timed} topics spread over the {unique}"
+    print(f"  naive route (pandoc + weasyprint command lines per topic, timed on {what}): "
+          f"{naive_per_topic:.3f} s/topic (± {naive_error:.3f}) -> {naive_total:.0f} s for {unique} topics; "
+          f"ours is {figures['speedup_vs_naive']}x faster")
+    svg = _svg([(f"every format from scratch: {figures['build_wall_seconds']} s wall, seconds per stage", stages),
+                ("against the naive route and rebuilds (seconds)",
+                 {"naive route, handouts only": round(naive_total, 2),
+                  "carepress, every format": figures["build_wall_seconds"],
+                  "one topic changed": figures["one_topic_changed_wall_seconds"],
+                  "nothing changed": figures["unchanged_rebuild_wall_seconds"]})],
+               f"carepress build, {unique} topics, {jobs} processes")
     publish({"bench/build.svg": svg.encode()}, Path("outputs"))
     print("  chart: outputs/bench/build.svg")
     return figures
