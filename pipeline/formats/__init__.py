@@ -174,15 +174,15 @@ class Format:
 
 # Stage order is fixed: a format may use the files of those before it (HTML links to
 # PDF/EPUB with their sizes, and to the captions). The EPUB needs nothing else: it comes
-# after the PDFs so that it is made while a child process assembles the booklet.
+# first, made here while the workers warm up and caption, not after the PDFs with one core idle.
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
         Format("content", "pipeline.formats.content", "content.json (the model) and dedupe-report.json"),
+        Format("epub", "pipeline.formats.epub", "EPUB 3 e-book"),
         Format("captions", "pipeline.formats.captions", "WebVTT, SRT and TTML/IMSC captions per topic"),
         Format("pdf", "pipeline.formats.pdf", "PDF/UA handouts, large print and the booklet",
                warm_up="pipeline.formats.pdf:warm_up"),
-        Format("epub", "pipeline.formats.epub", "EPUB 3 e-book"),
         Format("html", "pipeline.formats.html", "accessible HTML site", requires=("captions", "pdf", "epub")),
     )
 }

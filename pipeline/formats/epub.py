@@ -22,11 +22,15 @@ Renderers do no file I/O: the book is built in memory and returned as bytes.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
+import struct
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import jinja2
@@ -280,7 +284,9 @@ def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], li
             topic_href=topic_href)))
         for group in section_groups:
             for topic in group["topics"]:
+                topic = topic.model_copy(update={"sources": ()})  # as shown: where it came from is not
                 parts = collection.series_topics(topic) if topic.series else ()
+                parts = tuple(p.model_copy(update={"sources": ()}) for p in parts)
                 index = [p.slug for p in parts].index(topic.slug) if parts else -1
                 # cached under all it is given (no ``collection``: a template using it fails loudly)
                 data = cached(ctx.parts, lambda: _xhtml(
@@ -385,40 +391,100 @@ def _patch_opf(data: bytes, lang: str) -> bytes:
     return etree.tostring(root, pretty_print=True, encoding="utf-8", xml_declaration=True)
 
 
-def reproducible_zip(entries: list[tuple[str, bytes]], epoch: int) -> bytes:
-    """An EPUB zip: mimetype first and stored; given order, time and permissions for every entry."""
+class Deflated(NamedTuple):
+    """One zip entry's data as a zip stores it: raw deflate at level 9, its CRC-32 and size."""
+
+    crc: int
+    size: int
+    data: bytes
+
+    @classmethod
+    def of(cls, raw: bytes) -> "Deflated":
+        packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return cls(zlib.crc32(raw), len(raw), packer.compress(raw) + packer.flush())
+
+    def pack(self) -> bytes:
+        return struct.pack("<2L", self.crc, self.size) + self.data
+
+    @classmethod
+    def unpack(cls, data: bytes) -> "Deflated":
+        crc, size = struct.unpack_from("<2L", data)
+        return cls(crc, size, data[8:])
+
+
+def deflated(parts, raw: bytes) -> Deflated:
+    """``raw`` deflated, from the part cache when this content was deflated before (the e-book's
+    thousand documents and its fonts are mostly the same from one build to the next)."""
+    if parts is None:
+        return Deflated.of(raw)
+    return Deflated.unpack(cached(parts, lambda: Deflated.of(raw).pack(), "deflate-9", hashlib.sha256(raw).digest()))
+
+
+def reproducible_zip(entries: list[tuple[str, bytes]], epoch: int, parts=None) -> bytes:
+    """An EPUB zip: mimetype first and stored; given order, time and permissions for every entry;
+    the others deflated at level 9. Written here (the bytes Python's zipfile writes for the
+    same entries) so that deflated data can come from the part cache."""
     stamp = epoch_datetime(max(epoch, ZIP_MIN_EPOCH)).timetuple()[:6]
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        for name, data in entries:
-            info = zipfile.ZipInfo(name, date_time=stamp)
-            info.create_system = 3  # unix, whatever machine builds it
-            info.external_attr = 0o100644 << 16
-            if name == "mimetype":
-                info.compress_type = zipfile.ZIP_STORED
-                zf.writestr(info, data)
-            else:
-                info.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(info, data, compresslevel=9)
-    return out.getvalue()
+    dostime = stamp[3] << 11 | stamp[4] << 5 | stamp[5] // 2
+    dosdate = (stamp[0] - 1980) << 9 | stamp[1] << 5 | stamp[2]
+    out: list[bytes] = []
+    central: list[bytes] = []
+    offset = 0
+    for name, raw in entries:
+        try:
+            encoded, flags = name.encode("ascii"), 0
+        except UnicodeEncodeError:
+            encoded, flags = name.encode("utf-8"), 0x800
+        if name == "mimetype":
+            method, entry = 0, Deflated(zlib.crc32(raw), len(raw), raw)
+        else:
+            method, entry = 8, deflated(parts, raw)
+        sizes = (entry.crc, len(entry.data), entry.size, len(encoded))
+        header = struct.pack("<4s2B4HL2L2H", b"PK\x03\x04", 20, 0, flags, method, dostime, dosdate, *sizes, 0)
+        central.append(struct.pack("<4s4B4HL2L5H2L", b"PK\x01\x02", 20, 3, 20, 0, flags, method, dostime, dosdate,
+                                   *sizes, 0, 0, 0, 0, 0o100644 << 16, offset) + encoded)
+        out += [header, encoded, entry.data]
+        offset += len(header) + len(encoded) + len(entry.data)
+    directory = b"".join(central)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(central), len(central), len(directory), offset, 0)
+    return b"".join(out) + directory + end
+
+
+class _Entries:
+    """What ebooklib would write into its zip, kept as (name, bytes) in its order."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, bytes]] = []
+
+    def writestr(self, name, data, compress_type=None) -> None:
+        name = getattr(name, "filename", name)
+        self.entries.append((name, data.encode("utf-8") if isinstance(data, str) else bytes(data)))
+
+
+def _written(book, mtime) -> list[tuple[str, bytes]]:
+    """The book's files as ebooklib writes them (container, package document, NCX, items),
+    without its zip: the final zip is written once, by :func:`reproducible_zip`."""
+    from ebooklib import epub
+
+    writer = epub.EpubWriter(io.BytesIO(), book, {"mtime": mtime, "epub3_landmark": False, "epub2_guide": False,
+                                                   "raise_exceptions": True})
+    writer.out = _Entries()  # what EpubWriter.write does, into a list instead of a zip
+    writer.out.writestr("mimetype", "application/epub+zip")
+    writer._write_container()
+    writer._write_opf()
+    writer._write_items()
+    return writer.out.entries
 
 
 def build_epub(collection: Collection, ctx: BuildContext) -> bytes:
-    from ebooklib import epub
-
     book = _book(collection, ctx)
-    raw = io.BytesIO()
-    mtime = epoch_datetime(ctx.source_date_epoch)
-    epub.EpubWriter(raw, book, {"mtime": mtime, "epub3_landmark": False, "epub2_guide": False,
-                                "raise_exceptions": True}).write()
-    with zipfile.ZipFile(io.BytesIO(raw.getvalue())) as zf:
-        written = [(i.filename, zf.read(i.filename)) for i in zf.infolist()]
+    written = _written(book, epoch_datetime(ctx.source_date_epoch))
     opf = f"{FOLDER}/content.opf"
     first = ["mimetype", "META-INF/container.xml", opf]
     by_name = dict(written)
     by_name[opf] = _patch_opf(by_name[opf], collection.language)
     names = first + [name for name, _ in written if name not in first]
-    return reproducible_zip([(name, by_name[name]) for name in names], ctx.source_date_epoch)
+    return reproducible_zip([(name, by_name[name]) for name in names], ctx.source_date_epoch, ctx.parts)
 
 
 def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
