@@ -86,16 +86,20 @@ def _child(source: Path, out: Path, formats: str, jobs: int) -> dict:
 
 
 class _MemorySampler(threading.Thread):
-    """The largest sum, sampled every 50 ms, of the proportional set size (PSS: a page shared
+    """The largest sum, sampled every second, of the proportional set size (PSS: a page shared
     by n processes counts 1/n in each) of a process and all its descendants: the memory the
-    build really holds, its forked workers and the booklet's assembler included."""
+    build really holds, its forked workers and the booklet's assembler included. A sample
+    walks the page tables of every process (about 10 ms for a thousand-topic build): sampled
+    more often, it takes enough of a core to slow the build it measures."""
+
+    INTERVAL = 1.0
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
         self.pid, self.peak, self._done = pid, 0, threading.Event()
 
     def run(self) -> None:
-        while not self._done.wait(0.05):
+        while not self._done.wait(self.INTERVAL):
             self.peak = max(self.peak, sum(_pss_kib(pid) for pid in _tree(self.pid)))
 
     def stop(self) -> None:

@@ -141,17 +141,29 @@ def layout(words: Sequence[str], profile: Profile) -> Layout | None:
     """The best way to put these words on at most max_lines lines, or None if they do not fit."""
     lengths = [len(w) for w in words]
     pairs = [break_cost(words[k - 1], words[k]) for k in range(1, len(words))]
-    return _layout_span(words, lengths, pairs, 0, len(words), profile)
+    return _lines(words, 0, len(words), _split(lengths, pairs, 0, len(words), profile))
 
 
-def _layout_span(words: Sequence[str], lengths: Sequence[int], pairs: Sequence[float], start: int, end: int,
-                 profile: Profile) -> Layout | None:
-    """:func:`layout` of ``words[start:end]``, with word lengths and the cost of breaking after
-    each word (``pairs[i]``: between words i and i+1) computed once per sentence by the caller."""
+def _lines(words: Sequence[str], start: int, end: int, split: tuple[float, int] | None) -> Layout | None:
+    """The Layout for a split found by :func:`_split` (None: the words do not fit)."""
+    if split is None:
+        return None
+    cost, k = split
+    if k == 0:
+        return Layout((" ".join(words[start:end]),), cost)
+    return Layout((" ".join(words[start:start + k]), " ".join(words[start + k:end])), cost)
+
+
+def _split(lengths: Sequence[int], pairs: Sequence[float], start: int, end: int,
+           profile: Profile) -> tuple[float, int] | None:
+    """The cost of the best layout of words ``start:end`` and where its second line starts
+    (0: one line), or None when they do not fit. Word lengths and the cost of breaking after
+    each word (``pairs[i]``: between words i and i+1) are computed once per sentence by the
+    caller, and the lines are joined only for the layouts chosen (:func:`_lines`)."""
     count = end - start
     total = sum(lengths[start:end]) + count - 1
     if total <= profile.chars_per_line:
-        return Layout((" ".join(words[start:end]),), 0.0)
+        return 0.0, 0
     if profile.max_lines < 2:
         return None
     best_cost, best_k = 0.0, 0
@@ -169,7 +181,7 @@ def _layout_span(words: Sequence[str], lengths: Sequence[int], pairs: Sequence[f
             best_cost, best_k = cost, k
     if best_k == 0:
         return None
-    return Layout((" ".join(words[start:start + best_k]), " ".join(words[start + best_k:end])), best_cost)
+    return best_cost, best_k
 
 
 def force_layout(words: Sequence[str], profile: Profile) -> tuple[str, ...]:
@@ -198,7 +210,7 @@ def segment(words: Sequence[str], profile: Profile, fits: Fits | None = None, ex
         return []
     inf = float("inf")
     best = [inf] * (n + 1)
-    choice: list[tuple[int, tuple[str, ...]] | None] = [None] * (n + 1)
+    choice: list[tuple[int, tuple[float, int] | None] | None] = [None] * (n + 1)
     best[0] = 0.0
     lengths = [len(w) for w in words]
     pairs = [break_cost(words[k], words[k + 1]) for k in range(n - 1)]  # no pause: within a cue's lines
@@ -214,12 +226,10 @@ def segment(words: Sequence[str], profile: Profile, fits: Fits | None = None, ex
             single = start == end - 1
             if not single and fits is not None and not fits(start, end):
                 break
-            lay = _layout_span(words, lengths, pairs, start, end, profile)
-            if lay is None:
-                if not single:
-                    continue
-                lay = Layout(force_layout(words[start:end], profile), FORBIDDEN)
-            cost = best[start] + CUE_COST + lay.cost
+            split = _split(lengths, pairs, start, end, profile)
+            if split is None and not single:
+                continue
+            cost = best[start] + CUE_COST + (split[0] if split is not None else FORBIDDEN)
             if end < n:
                 cost += break_cost(words[end - 1], words[end], pauses[end - 1]) if pauses else pairs[end - 1]
             if end - start < 3 and n > 3:
@@ -228,12 +238,13 @@ def segment(words: Sequence[str], profile: Profile, fits: Fits | None = None, ex
                 cost += extra(start, end)
             if cost < best[end]:
                 best[end] = cost
-                choice[end] = (start, lay.lines)
+                choice[end] = (start, split)
     spans: list[tuple[int, int, tuple[str, ...]]] = []
     end = n
     while end > 0:
-        start, lines = choice[end]  # type: ignore[misc]
-        spans.append((start, end, lines))
+        start, split = choice[end]  # type: ignore[misc]
+        lay = _lines(words, start, end, split)
+        spans.append((start, end, lay.lines if lay is not None else force_layout(words[start:end], profile)))
         end = start
     return spans[::-1]
 
