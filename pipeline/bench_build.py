@@ -210,7 +210,7 @@ def run(args) -> dict:
 
     topics = getattr(args, "topics", 1000)
     jobs = getattr(args, "jobs", None) or len(os.sched_getaffinity(0))
-    sample = getattr(args, "naive_sample", 100)
+    sample = getattr(args, "naive_sample", 0)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         source = work / "synthetic.txt"

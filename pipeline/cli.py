@@ -82,8 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--topics", type=int, default=1000)
     bench.add_argument("--segments", type=int, default=100_000)
     bench.add_argument("--only", action="append", metavar="NAME", help="run only these benchmarks")
-    bench.add_argument("--naive-sample", type=int, default=100, metavar="N",
-                       help="topics to time the naive route on, spread over the collection (0: every topic)")
+    bench.add_argument("--naive-sample", type=int, default=0, metavar="N",
+                       help="time the naive route on N topics spread over the collection, not on every topic "
+                            "(every topic takes about 0.6 s each: 10 minutes for 1,000)")
     return parser
 
 

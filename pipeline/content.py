@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from .config import Config
 from .dedupe import DedupeResult, DraftTopic, dedupe, slugify, title_key
 from .diagnostics import CarepressError, Diagnostic, error, warning
-from .ingest import SourceDocument, clean_line, iter_lines, read_source
+from .ingest import SourceDocument, clean_line, iter_lines, read_pandoc_sources, read_source
 from .model import Collection, Media, Section, Series, Topic
 
 DEFAULT_SECTION = "Topics"
@@ -95,8 +95,9 @@ def load(sources: list[Path], config: Config, display: dict[Path, str] | None = 
     display = display or {}
     documents: list[SourceDocument] = []
     streams = []
+    asts = read_pandoc_sources([p for p in sources if p.is_file() and p.stat().st_size])  # one pandoc process
     for path in sources:
-        doc, segments = read_source(path, display.get(path, str(path)))
+        doc, segments = read_source(path, display.get(path, str(path)), asts.get(path))
         documents.append(doc)
         streams.append(segments)
     counter = itertools.count()

@@ -3,7 +3,8 @@
 Plain text is read as a stream (bounded memory on large files) and survives what
 scraped text contains: CRLF/CR endings, BOMs (UTF-8 and UTF-16), non-breaking and
 zero-width spaces, trailing whitespace, runs of blank lines. Markdown, HTML and
-DOCX go through pandoc (one process per file, ``--sandbox``) into the same segments.
+DOCX go through pandoc (one process for all of a build's sources, each reader in a sandbox)
+into the same segments.
 
 Layout of a plain-text source: the first line is the collection title; paragraphs
 before the first topic title are the collection description; then each title line
@@ -322,14 +323,50 @@ def _pandoc_events(blocks: list) -> Iterator[tuple[str, object]]:
                 yield "block", Paragraph(text=text)
 
 
-def _pandoc_json(path: Path, reader: str, display: str) -> dict:
+# Reads every pandoc source of a build in one pandoc process (``pandoc lua``), each through a
+# reader run in a sandbox that sees no file system: arguments are reader, path, reader, path...;
+# it prints a JSON array holding each file's AST, or {"error": message}, in that order.
+_READ_ALL = r"""
+local out = {}
+for i = 1, #arg, 2 do
+  local reader, path = arg[i], arg[i + 1]
+  local handle, problem = io.open(path, "rb")
+  if not handle then
+    table.insert(out, pandoc.json.encode({error = tostring(problem)}))
+  else
+    local content = handle:read("a")
+    handle:close()
+    local ok, result = pcall(pandoc.read, content, reader, nil, {})
+    if ok then
+      table.insert(out, pandoc.write(result, "json"))
+    else
+      table.insert(out, pandoc.json.encode({error = tostring(result)}))
+    end
+  end
+end
+io.write("[" .. table.concat(out, ",") .. "]")
+"""
+
+
+def read_pandoc_sources(paths: list[Path]) -> dict[Path, dict | str]:
+    """Each pandoc source's AST (or pandoc's error message), all from one pandoc process."""
+    import subprocess
+
     import pypandoc
 
+    paths = [p for p in paths if p.suffix.lower() in PANDOC_READERS]
+    if not paths:
+        return {}
+    args = [item for p in paths for item in (PANDOC_READERS[p.suffix.lower()], str(p))]
     try:
-        out = pypandoc.convert_file(str(path), "json", format=reader, extra_args=["--sandbox"])
-    except (RuntimeError, OSError) as exc:
-        raise CarepressError([error("CP106", f"pandoc could not read it: {str(exc).strip()[:300]}", display)]) from None
-    return json.loads(out)
+        proc = subprocess.run([pypandoc.get_pandoc_path(), "lua", "-", *args], input=_READ_ALL.encode(),
+                              capture_output=True, timeout=600)
+        if proc.returncode != 0:
+            raise OSError(proc.stderr.decode("utf-8", "replace").strip()[:300] or f"exit status {proc.returncode}")
+        results = json.loads(proc.stdout)
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        return {p: f"pandoc failed: {exc}" for p in paths}
+    return {p: (r["error"] if isinstance(r, dict) and "error" in r else r) for p, r in zip(paths, results)}
 
 
 def _line_finder(lines: list[str] | None) -> "callable":
@@ -351,13 +388,17 @@ def _line_finder(lines: list[str] | None) -> "callable":
     return find
 
 
-def read_pandoc(path: Path, display: str, doc: SourceDocument) -> Iterator[Segment]:
+def read_pandoc(path: Path, display: str, doc: SourceDocument, ast: dict | str | None = None) -> Iterator[Segment]:
+    """Segments of a pandoc source; ``ast`` as :func:`read_pandoc_sources` gave it (read now if None)."""
     reader = PANDOC_READERS[path.suffix.lower()]
     if path.stat().st_size == 0:
         raise CarepressError([error("CP101", "source file is empty (no text at all)", display, 1)])
     # Text sources get the plain-text encoding/binary checks; their lines locate the blocks.
     lines = None if reader == "docx" else [line for _n, line in iter_lines(path, display)]
-    ast = _pandoc_json(path, reader, display)
+    if ast is None:
+        ast = read_pandoc_sources([path])[path]
+    if isinstance(ast, str):
+        raise CarepressError([error("CP106", f"pandoc could not read it: {ast.strip()[:300]}", display)])
     events = list(_pandoc_events(ast.get("blocks", [])))
     if not events:
         raise CarepressError([error("CP101", "source file is empty (no text at all)", display, 1)])
@@ -385,15 +426,17 @@ def read_pandoc(path: Path, display: str, doc: SourceDocument) -> Iterator[Segme
 # ---------------------------------------------------------------- entry point
 
 
-def read_source(path: Path, display: str | None = None) -> tuple[SourceDocument, Iterator[Segment]]:
-    """Open a source; return its document head (filled while iterating) and its segments."""
+def read_source(path: Path, display: str | None = None,
+                ast: dict | str | None = None) -> tuple[SourceDocument, Iterator[Segment]]:
+    """Open a source; return its document head (filled while iterating) and its segments.
+    A pandoc source's ``ast`` may come from :func:`read_pandoc_sources` (one process a build)."""
     display = display or str(path)
     doc = SourceDocument(file=display)
     suffix = path.suffix.lower()
     if not path.is_file():
         raise CarepressError([error("CP100", "source file not found", display)])
     if suffix in PANDOC_READERS:
-        return doc, read_pandoc(path, display, doc)
+        return doc, read_pandoc(path, display, doc, ast)
     if suffix in TEXT_SUFFIXES:
         return doc, read_text(path, display, doc)
     raise CarepressError(

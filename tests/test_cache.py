@@ -89,3 +89,25 @@ def test_moved_source_lines_rerender_nothing(tmp_path):
     assert run_cli("build", "--out", str(out), *args).returncode == 0
     assert (out / "content.json").read_bytes() != content  # the model records the new lines
     assert entries(out / ".carepress-cache") == before
+
+
+def test_packs_round_trip_and_a_damaged_pack_is_only_a_miss(tmp_path):
+    from pipeline.cache import pack_bytes, read_pack
+
+    parts = {"a" * 64: b"one", "b" * 64: b"", "0" * 64: bytes(range(256))}
+    data = pack_bytes(parts)
+    assert read_pack(data) == parts and pack_bytes(dict(reversed(parts.items()))) == data
+    for damaged in (data[:-1], b"junk", data.replace(b"carepress-pack", b"carepress-pock"), b""):
+        assert read_pack(damaged) == {}
+    source = tmp_path / SEED.name
+    source.write_bytes(SEED.read_bytes())
+    args = ("--quiet", "--source", str(source), "--config", str(SEED_CONFIG))
+    out = tmp_path / "out"
+    assert run_cli("build", "--out", str(out), *args).returncode == 0
+    for pack in (out / ".carepress-cache").iterdir():  # every pack damaged: the build renders again
+        pack.write_bytes(pack.read_bytes()[:100])
+    source.write_bytes(SEED.read_bytes().replace(b"jerky movements", b"jerky head movements"))
+    assert run_cli("build", "--out", str(out), *args).returncode == 0
+    clean = tmp_path / "clean"
+    assert run_cli("build", "--out", str(clean), *args).returncode == 0
+    assert _published(out) == _published(clean)

@@ -125,3 +125,38 @@ def test_docx_source_through_pandoc(tmp_path):
     assert c.title == "Dystonia Education"
     assert [t.slug for t in c.topics] == ["what-is-blepharospasm", "what-is-hemifacial-spasm"]
     assert [s.first_line for t in c.topics for s in t.sources] == [3, 5]  # DOCX blocks are numbered in order
+
+
+def test_every_pandoc_source_of_a_build_in_one_pandoc_process(tmp_path, monkeypatch):
+    import subprocess
+
+    import pypandoc
+    import pytest
+
+    from pipeline.config import Config
+    from pipeline.content import load
+    from pipeline.diagnostics import CarepressError
+
+    one = tmp_path / "one.md"
+    one.write_text("# Dystonia Education\n\n## What is Blepharospasm?\n\nA focal dystonia. ![x](file:///etc/passwd)\n")
+    two = tmp_path / "two.html"
+    two.write_text("<h2>What is Hemifacial Spasm?</h2><p>Involuntary twitching.</p><img src='file:///etc/hostname'>")
+    three = tmp_path / "three.docx"
+    pypandoc.convert_file(str(one), "docx", outputfile=str(three), extra_args=["--sandbox"])
+    calls = []
+    real_run = subprocess.run
+
+    def counting(args, *rest, **kwargs):
+        calls.append(args)
+        return real_run(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", counting)
+    loaded = load([one, two, three], Config())
+    assert [a[1] for a in calls] == ["lua"] and len(calls) == 1  # one pandoc process, not one per file
+    titles = [t.title for t in loaded.collection.topics]
+    assert titles == ["What is Blepharospasm?", "What is Hemifacial Spasm?"]  # the DOCX repeats the first
+    broken = tmp_path / "broken.docx"
+    broken.write_bytes(b"PK\x03\x04 this is not a zip")
+    with pytest.raises(CarepressError) as caught:
+        load([one, broken], Config())
+    assert [(d.code, d.file) for d in caught.value.diagnostics if d.code == "CP106"] == [("CP106", str(broken))]

@@ -400,3 +400,28 @@ def test_failure_is_a_diagnostic_not_a_traceback(seed, monkeypatch):
         render(seed)
     (diagnostic,) = info.value.diagnostics
     assert diagnostic.code == "CP130" and "font file unreadable" in diagnostic.message
+
+
+def test_zip_is_the_zip_pythons_zipfile_writes():
+    """reproducible_zip writes the archive itself (so deflated entries can come from the part
+    cache): byte for byte what zipfile writes for the same entries and settings."""
+    import io
+    import zipfile
+
+    from pipeline.formats.epub import ZIP_MIN_EPOCH, reproducible_zip
+    from pipeline.formats.common import epoch_datetime
+
+    entries = [("mimetype", b"application/epub+zip"), ("META-INF/container.xml", b"<container/>" * 50),
+               ("EPUB/caf\u00e9.xhtml", "<p>caf\u00e9</p>".encode()), ("EPUB/empty.css", b"")]
+    epoch = 1795564800
+    expected = io.BytesIO()
+    with zipfile.ZipFile(expected, "w") as zf:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=epoch_datetime(max(epoch, ZIP_MIN_EPOCH)).timetuple()[:6])
+            info.create_system = 3
+            info.external_attr = 0o100644 << 16
+            info.compress_type = zipfile.ZIP_STORED if name == "mimetype" else zipfile.ZIP_DEFLATED
+            zf.writestr(info, data, compresslevel=None if name == "mimetype" else 9)
+    assert reproducible_zip(entries, epoch) == expected.getvalue()
+    with zipfile.ZipFile(io.BytesIO(reproducible_zip(entries, epoch))) as zf:
+        assert zf.testzip() is None and [zf.read(n) for n in zf.namelist()] == [d for _, d in entries]

@@ -30,7 +30,7 @@ from conftest import ROOT, java
 from pipeline.diagnostics import CarepressError
 from pipeline.formats import BuildContext
 from pipeline.formats import html as html_format
-from pipeline.formats.common import pdf_page_count
+from pipeline.formats.common import human_size, pdf_page_count
 
 AXE_JS = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 VNU_JAR = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
@@ -302,6 +302,18 @@ class _Links(HTMLParser):
         for key in ("href", "src"):
             if d.get(key):
                 self.refs.append(d[key])
+
+
+def test_booklet_details_filled_in_after_it_is_assembled(built):
+    """The site is rendered while a child process assembles the booklet (a stand-in for its
+    details goes in the pages); every page ends up with the booklet's real pages and size."""
+    booklet = next((built / "pdf").glob("*-booklet.pdf")).read_bytes()
+    pages = pdf_page_count(booklet)
+    expected = f'Booklet with every topic <span class="file-details">(PDF, {pages} pages, {human_size(len(booklet))})</span>'
+    for page in sorted((built / "html").glob("*.html")):
+        data = page.read_bytes()
+        assert b"\x00" not in data, page.name
+        assert expected in data.decode("utf-8"), page.name
 
 
 def test_built_site_links_resolve(built):

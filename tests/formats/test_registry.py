@@ -1,0 +1,59 @@
+"""The format registry's machinery: work in a forked child (Forked), settling, worker pools."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pipeline.diagnostics import CarepressError, error
+from pipeline.formats import FORMATS, Forked, Workers, resolve, settle
+
+
+def _boom() -> bytes:
+    raise CarepressError([error("CP130", "pdf: the child could not")])
+
+
+def _value_error() -> bytes:
+    raise ValueError("overlay has 3 pages, the booklet 4")
+
+
+def _die() -> bytes:
+    os._exit(9)
+
+
+def test_forked_gives_the_childs_bytes_and_sees_this_process():
+    here = [b"made ", b"before the fork"]
+    assert Forked(lambda: b"".join(here)).result() == b"made before the fork"
+    assert settle({"a": b"x", "b": Forked(lambda: b"y")}) == {"a": b"x", "b": b"y"}
+
+
+def test_forked_raises_what_the_child_raised():
+    with pytest.raises(CarepressError) as caught:
+        Forked(_boom).result()
+    assert caught.value.diagnostics[0].code == "CP130"
+    with pytest.raises(ValueError, match="overlay has 3 pages"):
+        Forked(_value_error).result()
+    with pytest.raises(RuntimeError, match="status 9"):
+        Forked(_die).result()
+
+
+def test_stage_order_and_prerequisites():
+    assert list(FORMATS) == ["content", "epub", "captions", "pdf", "html"]
+    assert [f.name for f in resolve(["html"])] == ["content", "epub", "captions", "pdf", "html"]
+    assert [f.name for f in resolve(["captions"])] == ["content", "captions"]
+
+
+def test_a_rebuild_warms_one_worker_and_starts_the_pool_only_when_asked():
+    workers = Workers(2, [], rebuild=True)
+    try:
+        assert workers.first is not None and workers._pool is None
+        assert workers.first.submit(sum, [1, 2]).result() == 3
+        assert workers.pool.submit(max, [1, 2]).result() == 2  # started now
+    finally:
+        workers.shutdown()
+    cold = Workers(2, [], rebuild=False)
+    try:
+        assert cold.first is None and cold._pool is not None
+    finally:
+        cold.shutdown()
