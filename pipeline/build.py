@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from . import cache
 from .diagnostics import CarepressError, Diagnostic, Severity, error, fails
 from .formats import BuildContext, Forked, Workers, resolve, settle
-from .writer import prune, publish
+from .writer import Publication, prune, publish
 
 if TYPE_CHECKING:  # loaded lazily: an up-to-date build never imports pydantic or the renderers
     from .config import Config
@@ -159,6 +159,20 @@ def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[
     except CarepressError as exc:
         return BuildResult(1, diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
     files: dict[str, bytes | Forked] = {}
+    digests: dict[str, str] = {}  # each published file's SHA-256, for the manifest
+    # Outputs are written (to a staging folder) while later stages render, and published together.
+    publication = Publication(out, cache.unchanged_since(cache.recorded_files(out), digests) if key else None)
+    try:
+        return _stages(loaded, ctx, stages, out, strict, key, files, digests, publication, step, timings, start)
+    finally:
+        publication.abort()  # after a commit, nothing is left to remove
+
+
+def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: bool, key: str | None,
+            files: dict[str, bytes | Forked], digests: dict[str, str], publication: Publication, step: Progress,
+            timings: dict[str, float], start: float) -> BuildResult:
+    """Start every stage's work, render the stages in order, publish what they made."""
+    diagnostics = ctx.diagnostics
 
     def failed(name: str, exc: Exception) -> BuildResult:
         if isinstance(exc, CarepressError):
@@ -190,9 +204,14 @@ def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[
             return BuildResult(1, diagnostics + [error("CP130", f"{fmt.name} would overwrite {sorted(overlap)[0]}")])
         files.update(produced)
         ctx.rendered.update(produced)
+        try:
+            publication.add({name: data for name, data in produced.items() if not isinstance(data, Forked)})
+        except CarepressError as exc:
+            return failed(fmt.name, exc)
         timings[fmt.name] = time.perf_counter() - t0
     try:
         t0 = time.perf_counter()
+        pending = [name for name, data in files.items() if isinstance(data, Forked)]
         files = settle(files)
         timings["waiting"] = timings.get("waiting", 0.0) + time.perf_counter() - t0
     except Exception as exc:  # made in a child process: reported like any other failure
@@ -200,18 +219,19 @@ def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[
     if fails(ctx.diagnostics, strict):
         return BuildResult(1, ctx.diagnostics, loaded=loaded, timings=timings)
     step("writing outputs")
-    if ctx.parts is not None:
-        files.update(ctx.parts.files())
     t0 = time.perf_counter()
     try:
-        if key is None:
-            publish(files, out)
-        else:
-            digests = {name: cache.sha256(data) for name, data in files.items()}
-            stats = publish(files, out, cache.unchanged_since(cache.recorded_files(out), digests))
+        late = {name: files[name] for name in pending}
+        if ctx.parts is not None:
+            late.update(ctx.parts.files())
+            files.update(late)
+        publication.add(late)
+        stats = publication.commit()
         if ctx.parts is not None:
             prune(out, cache.PARTS_DIR, ctx.parts.keep())
         if key is not None:  # written last, with the files' stat as published: a fast up-to-date check
+            for name in files.keys() - digests.keys():
+                digests[name] = cache.sha256(files[name])
             manifest = cache.manifest_bytes(key, digests, [d.to_dict() for d in ctx.diagnostics], stats)
             publish({cache.MANIFEST: manifest}, out)
     except CarepressError as exc:

@@ -93,12 +93,16 @@ def recorded_files(out: Path) -> dict[str, list]:
     return files if isinstance(files, dict) else {}
 
 
-def unchanged_since(recorded: Mapping[str, list], digests: Mapping[str, str]):
-    """A check for :func:`writer.publish`: the file is as the last build published it (same stat)
-    and that build recorded these bytes' SHA-256, so it need not be read back or written."""
-    def unchanged(name: str, _path: str, st: os.stat_result, _data: bytes) -> bool:
+def unchanged_since(recorded: Mapping[str, list], digests: dict[str, str]):
+    """A check for :class:`writer.Publication`: the file is as the last build published it (same
+    stat) and that build recorded these bytes' SHA-256, so it need not be read back or written.
+    The digests it computes go into ``digests`` (the new manifest records them)."""
+    def unchanged(name: str, _path: str, st: os.stat_result, data: bytes) -> bool:
         entry = recorded.get(name)
-        return bool(entry) and entry[0] == digests.get(name) and _fields(st) == entry[1:]
+        if not entry or _fields(st) != entry[1:]:
+            return False
+        digests[name] = sha256(data)
+        return entry[0] == digests[name]
 
     return unchanged
 

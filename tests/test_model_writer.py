@@ -72,3 +72,47 @@ def test_writer_is_atomic_and_leaves_no_temp_files(tmp_path):
     publish({"a/b.txt": b"three"}, out)
     assert (out / "a" / "b.txt").read_bytes() == b"three"
     assert sorted(p.name for p in out.rglob("*")) == ["a", "b.txt", "c.txt"]
+
+
+def test_publication_shows_nothing_before_commit_and_abort_leaves_the_folder_as_it_was(tmp_path):
+    from pipeline.writer import STAGING, Publication
+
+    out = tmp_path / "outputs"
+    out.mkdir()
+    (out / "kept.txt").write_bytes(b"old")
+    (out / STAGING).mkdir()  # left by a build that was killed
+    (out / STAGING / "stale.txt").write_bytes(b"x")
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    publication = Publication(out)
+    publication.add({"pdf/a.pdf": b"a", "kept.txt": b"new"})
+    publication.add({"html/deep/b.html": b"b"})
+    publication.abort()
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if STAGING not in p.parts) == [
+        "kept.txt"]  # no new folders, nothing replaced
+    assert (out / "kept.txt").read_bytes() == b"old" and not (out / STAGING).exists()
+    assert before  # (the stale staging folder was there before)
+
+    publication = Publication(out)
+    publication.add({"pdf/a.pdf": b"a", "kept.txt": b"new"})
+    publication.add({"html/deep/b.html": b"b"})
+    assert not (out / "pdf" / "a.pdf").exists() and (out / "kept.txt").read_bytes() == b"old"
+    stats = publication.commit()
+    assert (out / "pdf" / "a.pdf").read_bytes() == b"a" and (out / "html" / "deep" / "b.html").read_bytes() == b"b"
+    assert (out / "kept.txt").read_bytes() == b"new" and not (out / STAGING).exists()
+    assert stats["kept.txt"].st_ino == os.stat(out / "kept.txt").st_ino
+
+
+def test_a_new_output_folder_is_removed_when_the_publication_is_aborted(tmp_path):
+    from pipeline.writer import Publication
+
+    out = tmp_path / "new" / "outputs"
+    publication = Publication(out)
+    publication.add({"pdf/a.pdf": b"a"})
+    publication.abort()
+    assert not (tmp_path / "new").exists()
+    publication = Publication(out)
+    publication.add({"ok.txt": b"1"})
+    with pytest.raises(CarepressError):
+        publication.add({"a/../../b": b"2"})  # refused when added, before anything is published
+    publication.abort()
+    assert not (tmp_path / "new").exists()
