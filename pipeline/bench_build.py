@@ -156,18 +156,20 @@ def _toggle_edit(source: Path) -> None:
     source.write_text(text[:marker] + " Edited." + text[marker:], encoding="utf-8")
 
 
-def _naive(source: Path, work: Path, sample: int) -> tuple[float, float, int]:
-    """Seconds per topic for the pandoc command line (text -> HTML) plus the weasyprint command
-    line (HTML -> PDF), run once per topic on ``sample`` topics spread evenly over the source
-    (0: every topic): (mean, standard error of the mean, topics timed)."""
+def _naive(content: Path, work: Path, sample: int) -> tuple[float, float, int]:
+    """Seconds per topic for the pandoc command line (Markdown -> HTML) plus the weasyprint
+    command line (HTML -> PDF), run once per topic of the built collection (``content``: its
+    content.json), or on ``sample`` of them spread evenly (0: every topic): (mean, standard
+    error of the mean, topics timed)."""
     import statistics
 
     import pypandoc
 
     pandoc = pypandoc.get_pandoc_path()
     weasy = shutil.which("weasyprint", path=str(Path(sys.executable).parent)) or "weasyprint"
-    text = source.read_text(encoding="utf-8").split("\n\n")
-    topics = [(text[i], text[i + 1]) for i in range(2, len(text) - 1, 2)]
+    model = json.loads(content.read_text(encoding="utf-8"))
+    topics = [(t["title"], "\n\n".join(b["text"] if b["type"] == "paragraph" else "\n".join(f"- {i}" for i in b["items"])
+                                       for b in t["body"])) for t in model["topics"]]
     step = 1 if sample <= 0 or sample >= len(topics) else len(topics) / sample
     chosen = [topics[int(k * step)] for k in range(len(topics) if step == 1 else sample)]
     seconds = []
@@ -224,7 +226,7 @@ def run(args) -> dict:
         for _ in range(3):  # a word added to the first topic, taken away, added again
             _toggle_edit(source)
             one_changed.append(_command(source, out, jobs))
-        naive_per_topic, naive_error, naive_timed = _naive(source, work, sample)
+        naive_per_topic, naive_error, naive_timed = _naive(out / "content.json", work, sample)
     precision, recall = pair_scores([p or "dropped" for p in first["predicted"]], labels)
     unique = len(set(p for p in first["predicted"] if p))
     stages = {k: round(v, 2) for k, v in first["timings"].items() if k != "total"}
