@@ -293,6 +293,33 @@ def test_fast_parse_gives_the_pdfs_weasyprints_parser_gives(case, seed):
     assert fast == slow
 
 
+@pytest.mark.parametrize("case", ["seed", "video", "hostile", "long"])
+def test_handouts_laid_out_together_are_the_pdfs_each_gives_alone(case, seed, tmp_path):
+    """Workers lay out runs of handouts as one document (Renderer.handouts) and write each
+    from its page: the same bytes as rendering each alone, a handout of two pages included."""
+    from pipeline.formats import pdf
+
+    if case == "seed":
+        config, loaded = seed
+    elif case == "long":
+        long = " ".join(f"Sentence {n} of a long topic about care, treatment and daily life." for n in range(90))
+        source = tmp_path / "long.txt"
+        source.write_text(f"Long Topics\n\nWhat Comes First\n\nA short topic.\n\nA Very Long Topic\n\n{long}\n\n"
+                          "What Comes Last\n\nAnother short topic.\n")
+        config, loaded = load_case(source)
+    else:
+        config, loaded = load_case(CASES / case / "source.txt", *[p for p in [CASES / case / "collection.toml"]
+                                                                  if p.is_file()])
+    c = loaded.collection
+    renderer = pdf.Renderer("letter", 1795564800)
+    for folder, sheets in (("pdf", ("base",)), ("pdf/large-print", ("base", "large"))):
+        documents = [pdf.Document(f"{folder}/{t.slug}.pdf", pdf.handout_html(c, t), sheets) for t in c.topics]
+        alone = [renderer.pdf(d.html, [getattr(renderer, s) for s in sheets], d.path) for d in documents]
+        assert renderer.handouts(documents) == alone
+        if case == "long":  # the fallback was taken: the long topic's footer says "Page 1 of 2", "Page 2 of 2"
+            assert alone[0][1] == alone[2][1] == 1 and alone[1][1] > 1
+
+
 def test_first_pages_render_not_blank(pdf_dir, tmp_path):
     for name in ("what-is-blepharospasm.pdf", "large-print/what-is-blepharospasm.pdf", "dystonia-education-booklet.pdf"):
         prefix = tmp_path / name.replace("/", "-")
