@@ -15,8 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .formats.common import FONT_DIR
-from .formats.pdf import ASSET_BASE, PDF_TEMPLATES, Renderer, handout_html, load_weasyprint
+from .formats.assets import FONT_DIR
+from .formats.pdf import handout_html
+from .formats.pdfrender import ASSET_BASE, PDF_TEMPLATES, Renderer, load_weasyprint
 
 
 def _seed_topics(n: int):

@@ -182,7 +182,7 @@ FORMATS: dict[str, Format] = {
         Format("epub", "pipeline.formats.epub", "EPUB 3 e-book"),
         Format("captions", "pipeline.formats.captions", "WebVTT, SRT and TTML/IMSC captions per topic"),
         Format("pdf", "pipeline.formats.pdf", "PDF/UA handouts, large print and the booklet",
-               warm_up="pipeline.formats.pdf:warm_up"),
+               warm_up="pipeline.formats.pdfrender:warm_up"),
         Format("html", "pipeline.formats.html", "accessible HTML site", requires=("captions", "pdf", "epub")),
     )
 }

@@ -6,25 +6,12 @@ import datetime as _dt
 import re
 import zlib
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 from typing import NamedTuple
 
 from markupsafe import Markup, escape
 
 from ..model import Collection, ListBlock, Paragraph, Topic
-
-PACKAGE = resources.files("pipeline")
-FONT_DIR = Path(str(PACKAGE / "fonts"))
-TEMPLATE_DIR = Path(str(PACKAGE / "templates"))
-FONT_FILES = {
-    ("normal", 400): "AtkinsonHyperlegible-Regular.ttf",
-    ("normal", 700): "AtkinsonHyperlegible-Bold.ttf",
-    ("italic", 400): "AtkinsonHyperlegible-Italic.ttf",
-    ("italic", 700): "AtkinsonHyperlegible-BoldItalic.ttf",
-}
-FONT_FAMILY = "Atkinson Hyperlegible"
-FONT_LICENCE = "OFL.txt"
+from .assets import FONT_FAMILY, FONT_FILES, TEMPLATE_DIR
 
 
 class SectionHead(NamedTuple):
@@ -33,11 +20,6 @@ class SectionHead(NamedTuple):
 
     slug: str
     title: str
-
-
-@lru_cache(maxsize=None)
-def font_bytes(name: str) -> bytes:
-    return (FONT_DIR / name).read_bytes()
 
 
 def stylesheet_with_fonts(css: str, font_url: str, display: bool = False) -> bytes:
@@ -99,10 +81,6 @@ def blocks_html(blocks: tuple[Paragraph | ListBlock, ...]) -> Markup:
 def paragraphs_html(text: str) -> Markup:
     """Plain text with blank-line paragraphs (a description, a transcript) as escaped <p>s."""
     return Markup("\n".join(f"<p>{escape(p)}</p>" for p in text.split("\n\n") if p.strip()))
-
-
-def epoch_datetime(epoch: int) -> _dt.datetime:
-    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc)
 
 
 def human_date(date: _dt.date | None) -> str:

@@ -41,14 +41,9 @@ from ..cache import cached
 from ..diagnostics import CarepressError, error
 from ..model import Collection, Section, Topic
 from . import BuildContext
+from .assets import FONT_FAMILY, FONT_FILES, FONT_LICENCE, TEMPLATE_DIR, epoch_datetime, font_bytes
 from .common import (
-    FONT_FAMILY,
-    FONT_FILES,
-    FONT_LICENCE,
-    TEMPLATE_DIR,
     blocks_html,
-    epoch_datetime,
-    font_bytes,
     human_date,
     human_duration,
     paragraphs_html,

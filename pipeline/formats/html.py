@@ -36,15 +36,10 @@ from ..cache import cached
 from ..diagnostics import CarepressError, error
 from ..model import Collection, Organisation, Section, Topic
 from . import BuildContext, Forked
+from .assets import FONT_FAMILY, FONT_FILES, FONT_LICENCE, TEMPLATE_DIR, epoch_datetime, font_bytes
 from .common import (
-    FONT_FAMILY,
-    FONT_FILES,
-    FONT_LICENCE,
-    TEMPLATE_DIR,
     SectionHead,
     blocks_html,
-    epoch_datetime,
-    font_bytes,
     human_duration,
     human_size,
     paragraphs_html,

@@ -1,28 +1,18 @@
 """The ``pdf`` format: tagged PDF/UA-1 handouts (normal and large print) and a booklet.
 
-WeasyPrint renders in process. Fonts and CSS are parsed once per build and reused for
-every document. A restricted URL fetcher serves only the package's own assets (and the
-QR codes we embed as ``data:`` URLs); anything else (``file:``, ``http:``) is refused.
-WeasyPrint's ERROR log records (a missing alt text under PDF/UA, say) fail the build.
+This module decides what to render: the documents' HTML (Jinja templates), their part-cache
+keys, the scheduling across worker processes and the booklet's assembly from its parts.
+Rendering itself, with WeasyPrint, is in :mod:`pdfrender`, which the workers import alone.
 """
 
 from __future__ import annotations
 
-import atexit
 import base64
 import datetime as _dt
-import importlib
 import json
-import logging
-import mimetypes
 import os
-import sys
-import zlib
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from typing import Callable, NamedTuple
-from xml.etree import ElementTree
 
 import jinja2
 import segno
@@ -30,94 +20,8 @@ import segno
 from ..diagnostics import CarepressError, error, warning
 from ..model import Collection, Organisation, Person, Section, Topic
 from . import BuildContext, Forked, fork_pool
-from .common import (
-    FONT_DIR,
-    TEMPLATE_DIR,
-    SectionHead,
-    epoch_datetime,
-    pdf_page_count,
-    template_environment,
-)
-
-ASSET_BASE = "https://assets.carepress.invalid/"
-PDF_TEMPLATES = TEMPLATE_DIR / "pdf"
-PAPER = {"letter": "Letter", "a4": "A4"}
-
-
-@dataclass
-class Fetches:
-    """What the renderer asked for: served assets and refused URLs (tests read this)."""
-
-    served: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-
-
-def load_weasyprint() -> None:
-    """Import WeasyPrint, a third faster than a plain import.
-
-    WeasyPrint tries several names for each C library it loads (``libpango-1.0-0``, ...,
-    ``libpango-1.0.so.0``); for each name that is not a file, cffi asks
-    ``ctypes.util.find_library``, which runs gcc and ldconfig: about 50 processes and a
-    quarter of a second. The names that are files load directly, the same libraries either
-    way, so that search is skipped while WeasyPrint is imported.
-    """
-    if "weasyprint" in sys.modules:
-        return
-    import ctypes.util
-
-    find = ctypes.util.find_library
-    ctypes.util.find_library = lambda _name: None
-    try:
-        importlib.import_module("weasyprint")
-    finally:
-        ctypes.util.find_library = find
-
-
-def make_fetcher(record: Fetches):
-    load_weasyprint()
-    from weasyprint.urls import URLFetcher, URLFetcherResponse
-
-    class AssetFetcher(URLFetcher):
-        """Serves package assets and data: URLs; refuses every other URL."""
-
-        def fetch(self, url, headers=None):
-            if url.startswith("data:"):
-                record.served.append(url[:30])
-                return super().fetch(url, headers)
-            if url.startswith(ASSET_BASE):
-                name = url[len(ASSET_BASE):].split("?")[0].split("#")[0]
-                parts = name.split("/")
-                if len(parts) == 2 and parts[0] == "fonts" and (FONT_DIR / parts[1]).is_file() and ".." not in name:
-                    record.served.append(url)
-                    mime = mimetypes.guess_type(parts[1])[0] or "font/ttf"
-                    return URLFetcherResponse(url, (FONT_DIR / parts[1]).read_bytes(), {"Content-Type": mime})
-            record.refused.append(url)
-            raise ValueError(f"carepress refuses to fetch {url!r}: only its own assets are allowed")
-
-    return AssetFetcher()
-
-
-class _LogCapture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextmanager
-def _captured_log():
-    logger = logging.getLogger("weasyprint")
-    handler = _LogCapture()
-    previous = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = previous
+from .common import SectionHead, pdf_page_count, template_environment
+from .pdfrender import Document, Fetches, render_part
 
 
 def _environment() -> jinja2.Environment:
@@ -128,167 +32,6 @@ def _environment() -> jinja2.Environment:
 def qr_data_url(url: str) -> str:
     svg = segno.make(url, error="m").svg_inline(scale=4, dark="#000", light="#fff", border=2, omitsize=False)
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
-
-
-class _Deflate:
-    """zlib as pydyf sees it, with level 6 where pydyf asks for 9: a few per cent of every
-    PDF's render time for streams about 1% larger. Output is still byte-for-byte repeatable."""
-
-    def __getattr__(self, name: str):
-        return getattr(zlib, name)
-
-    @staticmethod
-    def compressobj(level: int = -1, *args, **kwargs):
-        return zlib.compressobj(min(level, 6), *args, **kwargs)
-
-
-def _deflate_level_6() -> None:
-    import pydyf
-
-    if getattr(pydyf, "zlib", None) is zlib:
-        pydyf.zlib = _Deflate()
-
-
-class _Styles(NamedTuple):
-    """Fonts and parsed stylesheets for one paper size: made once per process (most of a
-    worker's start-up after importing WeasyPrint), shared by every Renderer."""
-
-    fetches: Fetches
-    fetcher: object
-    fonts: object  # weasyprint.text.fonts.FontConfiguration
-    base: object  # weasyprint.CSS
-    large: object
-    booklet: object
-    overlay: object
-    # WeasyPrint's image cache, shared by every document of the process: the notes' ruled lines
-    # and a topic's QR code are parsed once, not for each handout, large print and booklet part
-    images: dict
-    together: object  # handouts laid out as one document: each starts a page of its own
-
-
-_STYLES: dict[str, _Styles] = {}
-# Handouts laid out together (Renderer.handouts): each starts a page, and only single-page
-# handouts are kept from it, so the footer is the one a single page shows.
-TOGETHER = '@page { @bottom-right { content: "Page 1 of 1"; } } header.masthead { break-before: page; }'
-
-
-def _styles(paper: str) -> _Styles:
-    if paper not in _STYLES:
-        load_weasyprint()
-        from weasyprint import CSS
-        from weasyprint.text.fonts import FontConfiguration
-
-        fetches = Fetches()
-        fetcher = make_fetcher(fetches)
-        fonts = FontConfiguration()
-
-        def css(name: str, extra: str = "") -> "CSS":
-            text = (PDF_TEMPLATES / name).read_text(encoding="utf-8") + extra
-            return CSS(string=text, base_url=ASSET_BASE, url_fetcher=fetcher, font_config=fonts)
-
-        _STYLES[paper] = _Styles(fetches, fetcher, fonts, css("base.css", f"@page {{ size: {PAPER[paper]}; }}"),
-                                 css("large.css"), css("booklet.css"), css("overlay.css"), {},
-                                 CSS(string=TOGETHER, base_url=ASSET_BASE, url_fetcher=fetcher, font_config=fonts))
-    return _STYLES[paper]
-
-
-class Renderer:
-    """WeasyPrint with this process's fonts and parsed stylesheets for ``paper`` (see _styles)."""
-
-    def __init__(self, paper: str, epoch: int):
-        _deflate_level_6()
-        styles = _styles(paper)
-        self.fetches, self.fetcher, self.fonts = styles.fetches, styles.fetcher, styles.fonts
-        self.base, self.large, self.booklet, self.overlay = styles.base, styles.large, styles.booklet, styles.overlay
-        self.images = styles.images
-        self.together = styles.together
-        self.epoch = epoch
-
-    def pdf(self, html: str, stylesheets: list, what: str, kind: str = "document") -> tuple[bytes, int]:
-        """One PDF. ``kind``: a tagged PDF/UA "document", a booklet "part" (tagged, whole fonts,
-        which the assembly stores once) or the booklet's "overlay" (untagged: drawn as an artifact)."""
-        stamp = epoch_datetime(self.epoch).strftime("%Y-%m-%dT%H:%M:%SZ")
-        tagged = {"pdf_variant": "pdf/ua-1", "pdf_tags": True} if kind != "overlay" else {}
-        with _captured_log() as log, _source_date_epoch(self.epoch):
-            document = _parsed(html, self.fetcher).render(stylesheets=stylesheets, font_config=self.fonts,
-                                                          cache=self.images, **tagged)
-            document.metadata.created = stamp
-            document.metadata.modified = stamp
-            data = document.write_pdf(**tagged, pdf_identifier=what.encode("utf-8"), full_fonts=kind == "part")
-        errors = [r.getMessage() for r in log.records if r.levelno >= logging.ERROR]
-        if errors:
-            raise CarepressError([error("CP130", f"pdf: {what}: {message}") for message in errors])
-        return data, len(document.pages)
-
-    def handouts(self, documents: list["Document"]) -> list[tuple[bytes, int]]:
-        """PDFs of several handouts (same stylesheets) laid out as one document, each written
-        from its own page: the same bytes as :meth:`pdf` gives each alone (tested), a tenth
-        faster. A handout that takes more than one page (its footer would say "Page 1 of 1")
-        and a batch that logs an error are rendered one by one instead."""
-        from weasyprint.document import DocumentMetadata
-        from weasyprint.html import get_html_metadata
-
-        first = documents[0].html
-        body = "".join(doc.html[doc.html.index("<body>") + 6:doc.html.rindex("</body>")] for doc in documents)
-        html = first[:first.index("<body>")] + "<body>" + body + "</body>\n</html>\n"
-        sheets = [getattr(self, name) for name in documents[0].sheets]
-        stamp = epoch_datetime(self.epoch).strftime("%Y-%m-%dT%H:%M:%SZ")
-        tagged = {"pdf_variant": "pdf/ua-1", "pdf_tags": True}
-        out: list[tuple[bytes, int] | None] = [None] * len(documents)
-        with _captured_log() as log, _source_date_epoch(self.epoch):
-            batch = _parsed(html, self.fetcher).render(stylesheets=[*sheets, self.together], font_config=self.fonts,
-                                                       cache=self.images, **tagged)
-            failed = any(r.levelno >= logging.ERROR for r in log.records)
-            starts = {name: n for n, page in enumerate(batch.pages) for name in page.anchors}
-            bounds = [starts.get(f"topic-{doc.path.rsplit('/', 1)[-1][:-4]}") for doc in documents] + [len(batch.pages)]
-            for n, doc in enumerate(documents):
-                if failed or bounds[n] is None or bounds[n + 1] != bounds[n] + 1:
-                    continue  # more than one page (or no anchor): alone, below
-                one = batch.copy([batch.pages[bounds[n]]])
-                one.metadata = DocumentMetadata(**get_html_metadata(_parsed(doc.html, self.fetcher)))
-                one.metadata.created = one.metadata.modified = stamp
-                out[n] = one.write_pdf(**tagged, pdf_identifier=doc.path.encode("utf-8")), 1
-        if any(r.levelno >= logging.ERROR for r in log.records):
-            out = [None] * len(documents)  # each alone, to say which one failed (a write may log too)
-        return [done or self.pdf(doc.html, sheets, doc.path, doc.kind) for done, doc in zip(out, documents)]
-
-
-def _parsed(html: str, fetcher):
-    """WeasyPrint's HTML object for one of our documents.
-
-    The PDF templates write HTML that is also well-formed XML (void elements closed, only
-    numeric character references, source text escaped), which expat, in C, parses into the
-    tree WeasyPrint's own pure-Python HTML5 parser builds, twenty-five times faster: a
-    twentieth of a handout's rendering time. The PDFs are the same (tested). Anything expat
-    refuses goes through WeasyPrint's parser.
-    """
-    import cssselect2
-    import weasyprint
-
-    try:
-        root = ElementTree.fromstring(html)
-    except ElementTree.ParseError:
-        return weasyprint.HTML(string=html, base_url=ASSET_BASE, url_fetcher=fetcher)
-    document = weasyprint.HTML.__new__(weasyprint.HTML)  # what HTML.__init__ sets, from our tree
-    document.base_url = weasyprint._find_base_url(root, ASSET_BASE)
-    document.url_fetcher = fetcher
-    document.media_type = "print"
-    document.wrapper_element = cssselect2.ElementWrapper.from_html_root(root, content_language=None)
-    document.etree_element = document.wrapper_element.etree_element
-    return document
-
-
-@contextmanager
-def _source_date_epoch(epoch: int):
-    old = os.environ.get("SOURCE_DATE_EPOCH")
-    os.environ["SOURCE_DATE_EPOCH"] = str(epoch)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("SOURCE_DATE_EPOCH", None)
-        else:
-            os.environ["SOURCE_DATE_EPOCH"] = old
 
 
 class Masthead(NamedTuple):
@@ -401,78 +144,6 @@ def booklet_overlay_html(c: Collection, pages: int) -> str:
     return _environment().get_template("booklet_overlay.html").render(c=c, pages=pages)
 
 
-WARM_UP_HTML = ('<!DOCTYPE html><html lang="en"><head><title>warm-up</title></head><body><h1>Warm-up</h1>'
-                '<p>Regular, <b>bold</b>, <i>italic</i> and <b><i>both</i></b>.</p></body></html>')
-
-
-def warm_up(paper: str = "letter") -> None:
-    """Ready a worker before its first document arrives: import WeasyPrint, parse the fonts and
-    stylesheets and lay out a little text in each face (together most of a second)."""
-    renderer = _renderer(paper, 0)
-    renderer.pdf(WARM_UP_HTML, [renderer.base], "warm-up")
-
-
-_RENDERERS: dict[tuple[str, int], Renderer] = {}
-
-
-@atexit.register
-def _free() -> None:
-    """Free WeasyPrint's font configurations before interpreter teardown."""
-    _RENDERERS.clear()
-    _STYLES.clear()
-
-
-def _renderer(paper: str, epoch: int) -> Renderer:
-    """One Renderer per process and settings, reused by every document."""
-    key = (paper, epoch)
-    if key not in _RENDERERS:
-        _RENDERERS[key] = Renderer(paper, epoch)
-    return _RENDERERS[key]
-
-
-class Document(NamedTuple):
-    """A PDF to render now (what a worker is sent)."""
-
-    path: str  # output path, or a booklet part's name (PART_PREFIX...)
-    html: str
-    sheets: tuple[str, ...]  # stylesheet names: Renderer attributes
-    kind: str = "document"  # see Renderer.pdf
-
-
-def render_part(documents: list[Document], paper: str, epoch: int):
-    """Render some documents with this process's Renderer: ({path: bytes}, fetches, {path: pages})."""
-    renderer = _renderer(paper, epoch)
-    start = len(renderer.fetches.served), len(renderer.fetches.refused)
-    files: dict[str, bytes] = {}
-    pages: dict[str, int] = {}
-    for group in _together(documents):
-        if len(group) > 1:
-            made = renderer.handouts(group)
-        else:
-            made = [renderer.pdf(doc.html, [getattr(renderer, name) for name in doc.sheets], doc.path, doc.kind)
-                    for doc in group]
-        for doc, (data, count) in zip(group, made):
-            files[doc.path], pages[doc.path] = data, count
-    return files, Fetches(renderer.fetches.served[start[0]:], renderer.fetches.refused[start[1]:]), pages
-
-
-def _together(documents: list[Document]) -> list[list[Document]]:
-    """Handouts with the same stylesheets in runs of up to TOGETHER_MAX (each run is laid out
-    as one: Renderer.handouts), and every other document on its own."""
-    runs: dict[tuple[str, ...], list[Document]] = {}
-    groups: list[list[Document]] = []
-    for doc in documents:
-        if doc.kind != "document":
-            groups.append([doc])
-            continue
-        run = runs.setdefault(doc.sheets, [])
-        run.append(doc)
-        if len(run) == TOGETHER_MAX:
-            groups.append(runs.pop(doc.sheets))
-    return groups + [run for run in runs.values() if run]
-
-
-TOGETHER_MAX = 12  # handouts laid out as one document at most
 CHUNK = 24  # documents a worker takes at a time: about a second's work, so no worker idles long at the end
 FEW = 8  # this many documents or fewer are one worker's work
 

@@ -409,7 +409,7 @@ def test_zip_is_the_zip_pythons_zipfile_writes():
     import zipfile
 
     from pipeline.formats.epub import ZIP_MIN_EPOCH, reproducible_zip
-    from pipeline.formats.common import epoch_datetime
+    from pipeline.formats.assets import epoch_datetime
 
     entries = [("mimetype", b"application/epub+zip"), ("META-INF/container.xml", b"<container/>" * 50),
                ("EPUB/caf\u00e9.xhtml", "<p>caf\u00e9</p>".encode()), ("EPUB/empty.css", b"")]

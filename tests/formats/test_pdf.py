@@ -13,7 +13,8 @@ from PIL import Image
 
 from pipeline.formats import BuildContext
 from pipeline.formats import settle
-from pipeline.formats.pdf import ASSET_BASE, Fetches, make_fetcher, render_with
+from pipeline.formats.pdf import render_with
+from pipeline.formats.pdfrender import ASSET_BASE, Fetches, make_fetcher
 
 
 def words(text: str) -> str:
@@ -266,10 +267,10 @@ def test_two_renders_are_byte_identical(seed):
 
 @pytest.mark.parametrize("case", ["seed", "video", "hostile"])
 def test_fast_parse_gives_the_pdfs_weasyprints_parser_gives(case, seed):
-    """Our documents are parsed by expat (pdf._parsed), not WeasyPrint's HTML5 parser: same PDFs."""
+    """Our documents are parsed by expat (pdfrender._parsed), not WeasyPrint's HTML5 parser: same PDFs."""
     import weasyprint
 
-    from pipeline.formats import pdf
+    from pipeline.formats import pdf, pdfrender
 
     if case == "seed":
         config, loaded = seed
@@ -282,14 +283,14 @@ def test_fast_parse_gives_the_pdfs_weasyprints_parser_gives(case, seed):
         (job.html(), job.sheets) for job in pdf.booklet_parts(c)]
     for html, _sheets in documents:  # well-formed XML: the fast path is the one taken
         ElementTree.fromstring(html)
-    renderer = pdf.Renderer("letter", 1795564800)
-    original = pdf._parsed
+    renderer = pdfrender.Renderer("letter", 1795564800)
+    original = pdfrender._parsed
     try:
         fast = [renderer.pdf(html, [getattr(renderer, s) for s in sheets], "x") for html, sheets in documents]
-        pdf._parsed = lambda html, fetcher: weasyprint.HTML(string=html, base_url=pdf.ASSET_BASE, url_fetcher=fetcher)
+        pdfrender._parsed = lambda html, fetcher: weasyprint.HTML(string=html, base_url=ASSET_BASE, url_fetcher=fetcher)
         slow = [renderer.pdf(html, [getattr(renderer, s) for s in sheets], "x") for html, sheets in documents]
     finally:
-        pdf._parsed = original
+        pdfrender._parsed = original
     assert fast == slow
 
 
@@ -297,7 +298,7 @@ def test_fast_parse_gives_the_pdfs_weasyprints_parser_gives(case, seed):
 def test_handouts_laid_out_together_are_the_pdfs_each_gives_alone(case, seed, tmp_path):
     """Workers lay out runs of handouts as one document (Renderer.handouts) and write each
     from its page: the same bytes as rendering each alone, a handout of two pages included."""
-    from pipeline.formats import pdf
+    from pipeline.formats import pdf, pdfrender
 
     if case == "seed":
         config, loaded = seed
@@ -311,9 +312,9 @@ def test_handouts_laid_out_together_are_the_pdfs_each_gives_alone(case, seed, tm
         config, loaded = load_case(CASES / case / "source.txt", *[p for p in [CASES / case / "collection.toml"]
                                                                   if p.is_file()])
     c = loaded.collection
-    renderer = pdf.Renderer("letter", 1795564800)
+    renderer = pdfrender.Renderer("letter", 1795564800)
     for folder, sheets in (("pdf", ("base",)), ("pdf/large-print", ("base", "large"))):
-        documents = [pdf.Document(f"{folder}/{t.slug}.pdf", pdf.handout_html(c, t), sheets) for t in c.topics]
+        documents = [pdfrender.Document(f"{folder}/{t.slug}.pdf", pdf.handout_html(c, t), sheets) for t in c.topics]
         alone = [renderer.pdf(d.html, [getattr(renderer, s) for s in sheets], d.path) for d in documents]
         assert renderer.handouts(documents) == alone
         if case == "long":  # the fallback was taken: the long topic's footer says "Page 1 of 2", "Page 2 of 2"
