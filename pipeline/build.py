@@ -221,10 +221,11 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
     step("writing outputs")
     t0 = time.perf_counter()
     try:
-        late = {name: files[name] for name in pending}
+        late = {name: files[name] for name in pending}  # made in a child process: not added yet
         if ctx.parts is not None:
-            late.update(ctx.parts.files())
-            files.update(late)
+            packs = ctx.parts.files()
+            late.update(packs)
+            files.update(packs)
         publication.add(late)
         stats = publication.commit()
         if ctx.parts is not None:
@@ -234,8 +235,8 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
                 digests[name] = cache.sha256(files[name])
             manifest = cache.manifest_bytes(key, digests, [d.to_dict() for d in ctx.diagnostics], stats)
             publish({cache.MANIFEST: manifest}, out)
-    except CarepressError as exc:
-        return BuildResult(1, ctx.diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
+    except Exception as exc:
+        return failed("writing outputs", exc)
     timings["publish"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     return BuildResult(0, ctx.diagnostics, files, loaded, timings)

@@ -97,7 +97,7 @@ class Publication:
         the output folder as it was, not even an empty ``pdf/`` more)."""
         try:
             self._finish()
-        except CarepressError:
+        except Exception:  # noqa: BLE001  (aborting: whatever went wrong was reported already)
             pass
         self._clear()
         for folder in reversed(self._made):

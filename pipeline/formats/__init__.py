@@ -122,6 +122,7 @@ class Forked:
             try:
                 self._value = self._receive.recv()
             except EOFError:  # the child died without a word (killed, out of memory)
+                self._process.join()
                 self._value = (False, RuntimeError(f"worker process ended with status {self._process.exitcode}"))
             finally:
                 self._receive.close()

@@ -117,7 +117,7 @@ def booklet_part_html(head: Masthead, section: SectionHead, topics: list[Topic],
 
 
 def booklet_parts(c: Collection, printed: Printed | None = None) -> list[Job]:
-    """The parts of the booklet's body, in order: a section's topics, 12 at a time."""
+    """The parts of the booklet's body, in order: a section's topics, BOOKLET_PART_TOPICS at a time."""
     printed = printed or Printed.of(c)
     head = Masthead.of(c)
     head_key = head.key()
@@ -270,7 +270,7 @@ def _front(c: Collection, body: list, front_pages: int) -> list[Job]:
             Job(OVERLAY, overlay, overlay, ("base", "overlay"), "overlay")]
 
 
-def _booklet(c: Collection, body: list, run: _Scheduler, front_pages: int, handle) -> bytes | Forked:
+def _booklet(c: Collection, body: list, run: _Scheduler, front_pages: int, handle, shape: str) -> bytes | Forked:
     """Assemble the booklet from its front and overlay (queued as ``handle``, rendered for a
     front of ``front_pages``) and the ``body`` parts. If the front came out longer or shorter,
     its page numbers were wrong: render it and the overlay again with the right length."""
@@ -284,7 +284,7 @@ def _booklet(c: Collection, body: list, run: _Scheduler, front_pages: int, handl
         front_pages = front.pages
         handle = run.submit(_front(c, body, front_pages), chunk=1)
     if run.ctx.parts is not None:
-        run.ctx.parts.put(_front_shape(c, run), str(front_pages).encode())
+        run.ctx.parts.put(shape, str(front_pages).encode())
     outline = [(s.title, f"section-{s.slug}", [(t.title, f"topic-{t.slug}") for t in c.section_topics(s)])
                for s in c.sections]
     labels = {f"section-{s.slug}": s.title for s in c.sections} | {f"topic-{t.slug}": t.title for t in c.topics}
@@ -309,12 +309,12 @@ def _assemble(*args) -> bytes:
 
 def _front_shape(c: Collection, run: _Scheduler) -> str:
     """Part-cache key of the front's length: its contents without page numbers."""
-    return run.ctx.parts.key("pdf-front-pages", booklet_front_html(c, _Zeros()), run.paper)
+    return run.ctx.parts.key("pdf-front-pages", booklet_front_html(c, _Zeros()), run.paper) if run.ctx.parts else ""
 
 
-def _front_pages_guess(c: Collection, run: _Scheduler) -> int:
+def _front_pages_guess(c: Collection, run: _Scheduler, shape: str) -> int:
     """The front's length last time (same contents), else an estimate from the entries a page holds."""
-    known = run.ctx.parts.get(_front_shape(c, run)) if run.ctx.parts is not None else None
+    known = run.ctx.parts.get(shape) if run.ctx.parts is not None else None
     if known and known.isdigit():
         return int(known)
     return 2 + (len(c.topics) + 2 * len(c.sections) - 1) // CONTENTS_LINES[run.paper]
@@ -355,10 +355,11 @@ def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | For
         cached = {path: open_part(data) for path, data in begun.parts[0].items()}  # while the others render
         rendered = run.result(begun.parts)
         body = [cached.get(job.path) or open_part(rendered[job.path]) for job in begun.names]
-        front_pages = _front_pages_guess(c, run)
+        shape = _front_shape(c, run)
+        front_pages = _front_pages_guess(c, run, shape)
         front = run.submit(_front(c, body, front_pages), chunk=1)
         handouts = begun.handouts + [run.dispatch({}, *begun.later)]
-        booklet = _booklet(c, body, run, front_pages, front)
+        booklet = _booklet(c, body, run, front_pages, front, shape)
         files: dict[str, bytes | Forked] = {path: data for handle in handouts for path, data in run.result(handle).items()}
         run.keep_counts()
     files[f"pdf/{c.id}-booklet.pdf"] = booklet
