@@ -20,7 +20,9 @@ from typing import Callable, Iterable, Mapping
 
 MANIFEST = ".carepress-manifest.json"
 PACKAGE_DIR = Path(__file__).resolve().parent
-LIBRARIES = ("pydantic", "weasyprint", "ebooklib", "jinja2", "segno", "pypandoc-binary", "rapidfuzz", "pydyf")
+# what renders or assembles outputs: a new version of any makes every output again
+LIBRARIES = ("pydantic", "weasyprint", "ebooklib", "jinja2", "segno", "pypandoc-binary", "rapidfuzz", "pydyf",
+             "pikepdf", "lxml", "pillow", "markupsafe")
 
 
 def _hash_files(digest, paths: Iterable[Path], root: Path | None = None) -> None:
