@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", choices=["dcmp", "netflix-en", "bbc"], help="caption guideline profile (overrides config)")
     b.add_argument("--quiet", action="store_true", help="no progress display or summary")
     b.add_argument("--force", action="store_true", help="render everything even when outputs are up to date")
-    b.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+    b.add_argument("--jobs", type=int, default=_cores(), metavar="N",
                    help="processes for rendering (default: the number of cores)")
 
     v = sub.add_parser("validate", help="check sources, configs or content.json files; write nothing")
@@ -284,6 +284,14 @@ COMMANDS = {
     "captions": cmd_captions,
     "bench": cmd_bench,
 }
+
+
+def _cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
