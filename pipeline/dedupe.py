@@ -16,12 +16,14 @@ block puts it.
 
 from __future__ import annotations
 
+import gc
 import heapq
-from functools import lru_cache
 import json
 import re
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable
 
 from rapidfuzz import fuzz
@@ -51,7 +53,7 @@ def normalise(text: str) -> str:
     return " ".join(text.replace("`", "'").casefold().split())
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 18)
 def title_key(title: str) -> str:
     return _WS.sub(" ", _PUNCT.sub(" ", normalise(title))).strip()
 
@@ -205,7 +207,26 @@ def _word_count(blocks: tuple[Paragraph | ListBlock, ...]) -> int:
     return len(blocks_text(blocks).split())
 
 
+@contextmanager
+def _no_cycle_collection():
+    """The cyclic garbage collector paused: dedupe makes a few objects per segment and frees
+    none of them, so every collection it would start only walks the growing heap again (a
+    third of the time for 100,000 segments). Plain reference counting still frees as usual."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def dedupe(segments: Iterable[Segment]) -> DedupeResult:
+    with _no_cycle_collection():
+        return _dedupe(segments)
+
+
+def _dedupe(segments: Iterable[Segment]) -> DedupeResult:
     topics: list[DraftTopic] = []
     exact: dict[tuple[str, str], DraftTopic] = {}
     by_body: dict[str, DraftTopic] = {}
