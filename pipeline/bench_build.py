@@ -268,6 +268,7 @@ def run(args) -> dict:
                   "one topic changed": figures["one_topic_changed_wall_seconds"],
                   "nothing changed": figures["unchanged_rebuild_wall_seconds"]})],
                f"carepress build, {unique} topics, {jobs} processes")
-    publish({"bench/build.svg": svg.encode()}, Path("outputs"))
-    print("  chart: outputs/bench/build.svg")
+    out_dir = Path(getattr(args, "out", None) or "outputs")
+    publish({"bench/build.svg": svg.encode()}, out_dir)
+    print(f"  chart: {out_dir}/bench/build.svg")
     return figures

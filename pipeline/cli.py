@@ -84,7 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", action="append", metavar="NAME", help="run only these benchmarks")
     bench.add_argument("--naive-sample", type=int, default=0, metavar="N",
                        help="time the naive route on N topics spread over the collection, not on every topic "
-                            "(every topic takes about 0.6 s each: 10 minutes for 1,000)")
+                            "(every topic takes 0.6 to 1.3 s: 10 to 20 minutes for 1,000)")
+    bench.add_argument("--jobs", type=int, default=_cores(), metavar="N",
+                       help="processes for the builds (default: the number of cores)")
+    bench.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR",
+                       help="where bench/bench.json and the chart go (default: outputs)")
     return parser
 
 
