@@ -132,7 +132,12 @@ def up_to_date(out: Path, key: str) -> list[dict] | None:
 PARTS_DIR = ".carepress-cache"
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 PACK_MAGIC = b"carepress-pack 1\n"
-PACKS = "0123456789abcdef"  # one pack per first hex digit of the keys
+PACKS = [f"{n:02x}" for n in range(256)]  # one pack per first two hex digits of the keys
+
+
+def shard(key: str) -> str:
+    """The pack a key's part is kept in."""
+    return key[:2]
 
 
 def pack_name(shard: str) -> str:
@@ -173,10 +178,11 @@ class PartCache:
     """Rendered parts (a handout's PDF, say) by a key that hashes everything they depend on.
 
     A renderer asks ``get(key)`` before rendering and ``put(key, data)`` after. Parts live in
-    16 pack files under ``outputs/.carepress-cache/`` (by the key's first hex digit: a build
-    of a thousand topics has about 5,000 parts, and creating that many files costs more than
-    rendering some of them). The build publishes, through the writer, each pack that gained
-    a part or lost one no longer used, and prunes packs left with none. Keys include
+    256 pack files under ``outputs/.carepress-cache/`` (by the key's first two hex digits: a
+    build of a thousand topics has about 5,000 parts, and creating that many files costs more
+    than rendering some of them; with fewer packs, an edit to one topic rewrote most of the
+    cache's 30 MB). The build publishes, through the writer, each pack that gained a part or
+    lost one no longer used, and prunes packs left with none. Keys include
     :func:`package_fingerprint`, so new code, templates, fonts or library versions never
     reuse old parts.
     """
@@ -209,7 +215,7 @@ class PartCache:
             return self.new[key]
         if not _KEY.match(key):
             return None
-        data = self._pack(key[0]).get(key)
+        data = self._pack(shard(key)).get(key)
         if data is not None:
             self.used.add(key)
         return data
@@ -219,27 +225,29 @@ class PartCache:
 
     def files(self) -> dict[str, bytes]:
         """The packs to publish: each that gains a part or loses one this build did not use."""
+        new: dict[str, dict[str, bytes]] = {}
+        for key, data in self.new.items():
+            new.setdefault(shard(key), {})[key] = data
         out: dict[str, bytes] = {}
-        for shard in PACKS:
-            old = self._pack(shard)
+        for name in PACKS:
+            old = self._pack(name)
             keep = {key: data for key, data in old.items() if key in self.used}
-            keep.update((key, data) for key, data in self.new.items() if key[0] == shard)
+            keep.update(new.get(name, {}))
             if keep and keep.keys() != old.keys():
-                out[f"{PARTS_DIR}/{pack_name(shard)}"] = pack_bytes(keep)
+                out[f"{PARTS_DIR}/{pack_name(name)}"] = pack_bytes(keep)
         return out
 
     def keep(self) -> set[str]:
         """The pack files this build leaves (the others are pruned)."""
-        return {pack_name(shard) for shard in PACKS
-                if any(key[0] == shard for key in self.new) or any(key[0] == shard for key in self.used)}
+        return {pack_name(shard(key)) for keys in (self.new, self.used) for key in keys}
 
 
 def entries(folder: Path) -> dict[str, bytes]:
     """Every part in a cache folder (tests and tools)."""
     found: dict[str, bytes] = {}
-    for shard in PACKS:
+    for name in PACKS:
         try:
-            found.update(read_pack((folder / pack_name(shard)).read_bytes()))
+            found.update(read_pack((folder / pack_name(name)).read_bytes()))
         except OSError:
             continue
     return found
