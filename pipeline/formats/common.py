@@ -54,7 +54,7 @@ def template_environment(folder: str, finalize=None):
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR / folder)),
         auto_reload=False,  # package data, fixed for the process: no stat on every get_template
-        bytecode_cache=_TemplateCache(folder, options),
+        bytecode_cache=_template_cache(folder, options),
         **options,
     )
     env.globals.update(
@@ -64,37 +64,35 @@ def template_environment(folder: str, finalize=None):
     return env
 
 
-class _TemplateCache:
+def _template_cache(folder: str, options: dict):
     """Compiled templates kept between processes, in the package's ``__pycache__`` (as Python
     keeps its own): compiling the templates a build uses costs about a tenth of a second, on
     the path of every rebuild. Jinja checks each entry against its template's source; the
     file names also carry the Jinja version and the environment's options, which change the
     compiled code. A folder that cannot be written only means no cache."""
+    import hashlib
 
-    def __new__(cls, folder: str, options: dict):
-        import hashlib
+    import jinja2
+    from jinja2.bccache import FileSystemBytecodeCache
 
-        import jinja2
-        from jinja2.bccache import FileSystemBytecodeCache
+    class TemplateCache(FileSystemBytecodeCache):
+        def dump_bytecode(self, bucket) -> None:
+            try:
+                os.makedirs(self.directory, exist_ok=True)
+                super().dump_bytecode(bucket)
+            except OSError:
+                pass
 
-        class Cache(FileSystemBytecodeCache):
-            def dump_bytecode(self, bucket) -> None:
-                try:
-                    os.makedirs(self.directory, exist_ok=True)
-                    super().dump_bytecode(bucket)
-                except OSError:
-                    pass
+        def load_bytecode(self, bucket) -> None:
+            try:
+                super().load_bytecode(bucket)
+            except (OSError, ValueError, EOFError, TypeError):  # damaged: compiled anew
+                bucket.reset()
 
-            def load_bytecode(self, bucket) -> None:
-                try:
-                    super().load_bytecode(bucket)
-                except (OSError, ValueError, EOFError, TypeError):  # damaged: compiled anew
-                    bucket.reset()
-
-        described = repr((jinja2.__version__, folder, sorted((k, getattr(v, "__qualname__", v))
-                                                              for k, v in options.items())))
-        tag = hashlib.sha256(described.encode()).hexdigest()[:16]
-        return Cache(str(PACKAGE_DIR / "__pycache__" / "templates"), f"{folder}-{tag}-%s.jinja")
+    settings = sorted((name, getattr(value, "__qualname__", value)) for name, value in options.items())
+    described = repr((jinja2.__version__, folder, settings))
+    tag = hashlib.sha256(described.encode()).hexdigest()[:16]
+    return TemplateCache(str(PACKAGE_DIR / "__pycache__" / "templates"), f"{folder}-{tag}-%s.jinja")
 
 
 def blocks_html(blocks: tuple[Paragraph | ListBlock, ...]) -> Markup:

@@ -8,7 +8,7 @@ import sys
 from conftest import ROOT
 
 from pipeline.formats.assets import PACKAGE_DIR
-from pipeline.formats.common import _TemplateCache, template_environment
+from pipeline.formats.common import _template_cache, template_environment
 
 LOAD_ALL = ("from pipeline.formats.common import template_environment; env = template_environment('pdf'); "
             "[env.get_template(name) for name in env.list_templates(extensions=['html'])]; "
@@ -33,8 +33,8 @@ def test_compiled_templates_are_kept_and_a_damaged_entry_is_compiled_again():
 
 
 def test_options_that_change_compiled_code_change_the_entries():
-    plain = _TemplateCache("epub", {"autoescape": True, "finalize": None})
-    finalized = _TemplateCache("epub", {"autoescape": True, "finalize": str.upper})
-    other = _TemplateCache("html", {"autoescape": True, "finalize": None})
+    plain = _template_cache("epub", {"autoescape": True, "finalize": None})
+    finalized = _template_cache("epub", {"autoescape": True, "finalize": str.upper})
+    other = _template_cache("html", {"autoescape": True, "finalize": None})
     assert len({plain.pattern, finalized.pattern, other.pattern}) == 3
     assert plain.directory == finalized.directory == str(PACKAGE_DIR / "__pycache__" / "templates")
