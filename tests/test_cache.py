@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 from conftest import ROOT, SEED, SEED_CONFIG, run_cli
 
-from pipeline.cache import entries
+from pipeline.cache import PartCache, entries
 
 
 def build(out, *extra):
@@ -68,6 +69,8 @@ def test_one_topic_changed_rerenders_only_what_contains_it(tmp_path):
     # the zip) and its page of the site; the page counts are rewritten under the same key
     assert len(after - before) == 7
     assert len(after) == len(before)  # as many went stale, and were pruned
+    counts = json.loads(entries(parts)[PartCache.key("pdf-page-counts", "letter", os.environ["SOURCE_DATE_EPOCH"])])
+    assert set(counts) <= after and len(set(counts) & (after - before)) == 3  # the new PDFs' counts were kept
     clean = tmp_path / "clean"
     assert run_cli("build", "--out", str(clean), *args, "--force").returncode == 0
     assert _published(incremental) == _published(clean)
