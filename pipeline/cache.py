@@ -181,8 +181,9 @@ class PartCache:
     256 pack files under ``outputs/.carepress-cache/`` (by the key's first two hex digits: a
     build of a thousand topics has about 5,000 parts, and creating that many files costs more
     than rendering some of them; with 16 packs, an edit to one topic rewrote 9 of them, about
-    half of the cache's 34 MB, where now it rewrites 13 small ones). The build publishes, through the writer, each pack that gained a part or
-    lost one no longer used, and prunes packs left with none. Keys include
+    half of the cache's 34 MB, where now it rewrites 13 small ones). The build publishes,
+    through the writer, each pack that gained a part, lost one no longer used or holds one put
+    again with other bytes, and prunes packs left with none. Keys include
     :func:`package_fingerprint`, so new code, templates, fonts or library versions never
     reuse old parts.
     """
@@ -232,10 +233,8 @@ class PartCache:
         for name in PACKS:
             old = self._pack(name)
             keep = {key: data for key, data in old.items() if key in self.used}
-            added = new.get(name, {})
-            keep.update(added)
-            # a part put again under its key with other bytes (the page counts) changes the pack too
-            if keep and (keep.keys() != old.keys() or any(old.get(key) != data for key, data in added.items())):
+            keep.update(new.get(name, {}))
+            if keep and keep != old:  # a part gained or lost, or put again with other bytes (page counts)
                 out[f"{PARTS_DIR}/{pack_name(name)}"] = pack_bytes(keep)
         return out
 
