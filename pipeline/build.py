@@ -168,6 +168,14 @@ def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[
         publication.abort()  # after a commit, nothing is left to remove
 
 
+def _render_order(stages: list, started: dict[str, object]) -> list:
+    """The stages in their fixed order, but for one whose ``start`` asked to render first (and
+    needs no other stage): a rebuild's PDFs, whose booklet then goes to a child process as soon
+    as its new part is back, not after this process has made the EPUB."""
+    first = [fmt for fmt in stages if not fmt.requires and getattr(started.get(fmt.name), "render_first", False)]
+    return first + [fmt for fmt in stages if fmt not in first]
+
+
 def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: bool, key: str | None,
             files: dict[str, bytes | Forked], digests: dict[str, str], publication: Publication, step: Progress,
             timings: dict[str, float], start: float) -> BuildResult:
@@ -184,7 +192,9 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
         return BuildResult(1, ctx.diagnostics + [error("CP130", message)], loaded=loaded, timings=timings)
 
     t0 = time.perf_counter()
-    for fmt in stages:  # work for the worker processes first, then each stage in order
+    # work for the worker processes first (the stage they warm up for first: its first document
+    # is then queued before they are ready), then each stage in order
+    for fmt in sorted(stages, key=lambda fmt: not fmt.warm_up):
         try:
             begin = fmt.starter()
             if begin is not None:
@@ -192,13 +202,16 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
         except Exception as exc:
             return failed(fmt.name, exc)
     timings["start"] = time.perf_counter() - t0
-    for fmt in stages:
+    rank = {fmt.name: n for n, fmt in enumerate(stages)}
+    first, ranks = len(diagnostics), []  # each render's diagnostics, then reported in stage order
+    for fmt in _render_order(stages, ctx.started):
         step(f"rendering {fmt.name}")
         t0 = time.perf_counter()
         try:
             produced = fmt.renderer()(loaded.collection, ctx)
         except Exception as exc:
             return failed(fmt.name, exc)
+        ranks.extend([rank[fmt.name]] * (len(diagnostics) - first - len(ranks)))
         overlap = set(produced) & set(files)
         if overlap:
             return BuildResult(1, diagnostics + [error("CP130", f"{fmt.name} would overwrite {sorted(overlap)[0]}")])
@@ -209,6 +222,8 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
         except CarepressError as exc:
             return failed(fmt.name, exc)
         timings[fmt.name] = time.perf_counter() - t0
+    ranks.extend([len(stages)] * (len(diagnostics) - first - len(ranks)))
+    diagnostics[first:] = [d for _, d in sorted(zip(ranks, diagnostics[first:]), key=lambda pair: pair[0])]
     try:
         t0 = time.perf_counter()
         pending = [name for name, data in files.items() if isinstance(data, Forked)]

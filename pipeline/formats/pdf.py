@@ -326,6 +326,9 @@ class _Started(NamedTuple):
     parts: tuple  # their handle
     handouts: list  # handles of handouts on their way
     later: tuple[dict[str, str], list[Job]]  # keys and handouts to send after the booklet's front
+    # A rebuild renders few documents: the booklet's assembly (in a child, after its new part)
+    # is then what the build waits for, so the build renders this stage before the EPUB.
+    render_first: bool = False
 
 
 def start(c: Collection, ctx: BuildContext) -> _Started:
@@ -341,7 +344,8 @@ def start(c: Collection, ctx: BuildContext) -> _Started:
     parts = run.submit(names, chunk=1)
     files, keys, todo = run.lookup(_handouts(c, printed))
     now = todo if len(todo) <= FEW else todo[:len(todo) // 4]
-    return _Started(run, names, parts, [run.dispatch(files, keys, now)], (keys, todo[len(now):]))
+    return _Started(run, names, parts, [run.dispatch(files, keys, now)], (keys, todo[len(now):]),
+                    render_first=len(todo) + len(parts[2]) <= FEW)
 
 
 def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | Forked], Fetches]:
@@ -352,11 +356,12 @@ def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | For
 
     begun = ctx.started.get("pdf") or start(c, ctx)
     with begun.run as run:
-        cached = {path: open_part(data) for path, data in begun.parts[0].items()}  # while the others render
-        rendered = run.result(begun.parts)
-        body = [cached.get(job.path) or open_part(rendered[job.path]) for job in begun.names]
+        # while the others render: the cached parts opened, the front's length looked up
+        cached = {path: open_part(data) for path, data in begun.parts[0].items()}
         shape = _front_shape(c, run)
         front_pages = _front_pages_guess(c, run, shape)
+        rendered = run.result(begun.parts)
+        body = [cached.get(job.path) or open_part(rendered[job.path]) for job in begun.names]
         front = run.submit(_front(c, body, front_pages), chunk=1)
         handouts = begun.handouts + [run.dispatch({}, *begun.later)]
         booklet = _booklet(c, body, run, front_pages, front, shape)
