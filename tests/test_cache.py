@@ -114,3 +114,16 @@ def test_packs_round_trip_and_a_damaged_pack_is_only_a_miss(tmp_path):
     clean = tmp_path / "clean"
     assert run_cli("build", "--out", str(clean), *args).returncode == 0
     assert _published(out) == _published(clean)
+
+
+def test_library_versions_are_importlib_metadatas(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from pipeline.cache import LIBRARIES, library_versions
+
+    assert library_versions(LIBRARIES) == {lib: metadata.version(lib) for lib in LIBRARIES}
+    assert library_versions(["no-such-library"]) == {}
+    (tmp_path / "Some_Lib-1.2.3.dist-info").mkdir()
+    (tmp_path / "jinja2-0.0.1.dist-info").mkdir()  # later on sys.path than the installed one: not used
+    monkeypatch.setattr(sys, "path", [*sys.path, str(tmp_path)])
+    assert library_versions(["some.lib", "jinja2"]) == {"some.lib": "1.2.3", "jinja2": metadata.version("jinja2")}
