@@ -146,6 +146,41 @@ def _command(source: Path, out: Path, jobs: int) -> float:
     return wall
 
 
+def _watched(source: Path, out: Path, jobs: int, edits: int = 3) -> tuple[list[float], list[float]]:
+    """``carepress watch`` on the built outputs: for each of ``edits`` one-topic edits, the wall
+    seconds from the edit saved to its outputs published (the watch's line), and the build's own
+    seconds as the watch reports them. Polls every 0.05 s, so up to that much is waiting."""
+    import re
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "watch", "--source", str(source), "--out", str(out),
+                             "--jobs", str(jobs), "--interval", "0.05"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    guard = threading.Timer(600, proc.kill)  # a watch that never answers ends the bench, not hangs it
+    guard.start()
+    walls, builds = [], []
+    try:
+        while "watching" not in (line := proc.stdout.readline()):
+            if not line:
+                raise RuntimeError("carepress watch ended before watching")
+        time.sleep(3)  # its workers warm up (WeasyPrint imported, fonts parsed) once, as they do for an editor
+        for _ in range(edits):
+            start = time.perf_counter()
+            _toggle_edit(source)
+            line = proc.stdout.readline()
+            walls.append(time.perf_counter() - start)
+            found = re.search(r"built .* in ([0-9.]+) s", line)
+            if not found:
+                raise RuntimeError(f"carepress watch: {line.strip() or 'ended'}")
+            builds.append(float(found.group(1)))
+            time.sleep(1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        guard.cancel()
+    return walls, builds
+
+
 def _toggle_edit(source: Path) -> None:
     """Edit the first topic's text (add a word, or take it away again): one topic changed."""
     text = source.read_text(encoding="utf-8")
@@ -226,6 +261,7 @@ def run(args) -> dict:
         for _ in range(3):  # a word added to the first topic, taken away, added again
             _toggle_edit(source)
             one_changed.append(_command(source, out, jobs))
+        watch_walls, watch_builds = _watched(source, out, jobs)
         naive_per_topic, naive_error, naive_timed = _naive(out / "content.json", work, sample)
     precision, recall = pair_scores([p or "dropped" for p in first["predicted"]], labels)
     unique = len(set(p for p in first["predicted"] if p))
@@ -239,6 +275,9 @@ def run(args) -> dict:
         "unchanged_rebuild_runs": [round(t, 3) for t in unchanged],
         "one_topic_changed_wall_seconds": round(statistics.median(one_changed), 2),
         "one_topic_changed_runs": [round(t, 2) for t in one_changed],
+        "watch_one_topic_changed_wall_seconds": round(statistics.median(watch_walls), 2),
+        "watch_one_topic_changed_runs": [round(t, 2) for t in watch_walls],
+        "watch_build_seconds": [round(t, 2) for t in watch_builds],
         "peak_memory_mib": round(first["peak_pss_mib"]),
         "peak_rss_parent_plus_largest_child_mib": round(first["peak_mib"]),
         "handouts_per_second": round(2 * unique / max(stages.get("pdf", 0), 1e-9), 1),
@@ -257,6 +296,9 @@ def run(args) -> dict:
     print(f"  carepress build, nothing changed: {figures['unchanged_rebuild_wall_seconds']} s "
           f"(runs {', '.join(f'{t:.2f}' for t in unchanged)}); one topic changed: "
           f"{figures['one_topic_changed_wall_seconds']} s (runs {', '.join(f'{t:.2f}' for t in one_changed)})")
+    print(f"  carepress watch, one topic changed (edit saved -> outputs published): "
+          f"{figures['watch_one_topic_changed_wall_seconds']} s (runs {', '.join(f'{t:.2f}' for t in watch_walls)}; "
+          f"the builds themselves {', '.join(f'{t:.2f}' for t in watch_builds)} s)")
     what = "every topic" if naive_timed >= unique else f"{naive_timed} topics spread over the {unique}"
     print(f"  naive route (pandoc + weasyprint command lines per topic, timed on {what}): "
           f"{naive_per_topic:.3f} s/topic (± {naive_error:.3f}) -> {naive_total:.0f} s for {unique} topics; "
@@ -266,6 +308,7 @@ def run(args) -> dict:
                  {"naive route, handouts only": round(naive_total, 2),
                   "carepress, every format (target 30)": figures["build_wall_seconds"],
                   "one topic changed (target 2)": figures["one_topic_changed_wall_seconds"],
+                  "one topic changed, carepress watch": figures["watch_one_topic_changed_wall_seconds"],
                   "nothing changed (target 0.6)": figures["unchanged_rebuild_wall_seconds"]})],
                f"carepress build, {unique} topics, {jobs} processes")
     out_dir = Path(getattr(args, "out", None) or "outputs")

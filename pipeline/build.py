@@ -113,7 +113,10 @@ def build(
     progress: Progress | None = None,
     use_cache: bool = True,
     execution: Mapping[str, object] | None = None,
+    workers: Workers | None = None,
 ) -> BuildResult:
+    """One build. ``workers``: warm worker processes kept by the caller (``carepress watch``)
+    and left running; without them, a build with more than one job starts its own."""
     step = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -129,13 +132,15 @@ def build(
     stages = resolve(formats)
     jobs = max(1, int((execution or {}).get("jobs") or 1))
     warm_ups = [fmt.warm_up for fmt in stages if fmt.warm_up]
-    rebuild = key is not None and any(os.scandir(out / cache.PARTS_DIR)) if (out / cache.PARTS_DIR).is_dir() else False
-    workers = Workers(jobs, warm_ups, rebuild=rebuild) if jobs > 1 and warm_ups else None
+    own = None
+    if workers is None or workers.jobs != jobs:
+        rebuild = key is not None and (out / cache.PARTS_DIR).is_dir() and any(os.scandir(out / cache.PARTS_DIR))
+        workers = own = Workers(jobs, warm_ups, rebuild=rebuild) if jobs > 1 and warm_ups else None
     try:
         return _build(inputs, stages, out, strict, {**options, **(execution or {})}, step, key, workers, timings, start)
     finally:
-        if workers is not None:
-            workers.shutdown()
+        if own is not None:
+            own.shutdown()
 
 
 def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[str, object], step: Progress,

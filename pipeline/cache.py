@@ -207,6 +207,12 @@ def read_pack(data: bytes) -> dict[str, bytes]:
     return entries
 
 
+@lru_cache(maxsize=2)
+def _keyed(fingerprint: str):
+    """SHA-256 fed with the package fingerprint: every part key starts from a copy."""
+    return hashlib.sha256(fingerprint.encode())
+
+
 class PartCache:
     """Rendered parts (a handout's PDF, say) by a key that hashes everything they depend on.
 
@@ -229,7 +235,7 @@ class PartCache:
 
     @staticmethod
     def key(*parts: str | bytes) -> str:
-        digest = hashlib.sha256(package_fingerprint().encode())
+        digest = _keyed(package_fingerprint()).copy()
         for part in parts:
             data = part.encode("utf-8") if isinstance(part, str) else part
             digest.update(len(data).to_bytes(8, "big") + data)

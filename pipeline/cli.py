@@ -46,18 +46,30 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", metavar="FILE",
                        help="collection config (TOML). Default: source/collection.toml with the default source")
 
+    def add_build(p: argparse.ArgumentParser) -> None:
+        add_inputs(p)
+        p.add_argument("--formats", action="append", metavar="LIST",
+                       help=f"comma-separated formats ({', '.join(FORMATS)}); default: all available")
+        p.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR", help="output folder (default: outputs)")
+        p.add_argument("--strict", action="store_true", help="fail on warnings too")
+        p.add_argument("--paper", choices=["letter", "a4"], help="PDF paper size (overrides config)")
+        p.add_argument("--profile", choices=["dcmp", "netflix-en", "bbc"],
+                       help="caption guideline profile (overrides config)")
+        p.add_argument("--jobs", type=int, default=_cores(), metavar="N",
+                       help="processes for rendering (default: the number of cores)")
+
     b = sub.add_parser("build", help="build outputs from the sources")
-    add_inputs(b)
-    b.add_argument("--formats", action="append", metavar="LIST",
-                   help=f"comma-separated formats ({', '.join(FORMATS)}); default: all available")
-    b.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR", help="output folder (default: outputs)")
-    b.add_argument("--strict", action="store_true", help="fail on warnings too")
-    b.add_argument("--paper", choices=["letter", "a4"], help="PDF paper size (overrides config)")
-    b.add_argument("--profile", choices=["dcmp", "netflix-en", "bbc"], help="caption guideline profile (overrides config)")
+    add_build(b)
     b.add_argument("--quiet", action="store_true", help="no progress display or summary")
     b.add_argument("--force", action="store_true", help="render everything even when outputs are up to date")
-    b.add_argument("--jobs", type=int, default=_cores(), metavar="N",
-                   help="processes for rendering (default: the number of cores)")
+
+    w = sub.add_parser("watch", help="build, then build again whenever a source or config file changes",
+                       description="Build, then build again after every change to a source, config, transcript "
+                                   "or caption file. The worker processes stay ready between builds, so a "
+                                   "one-topic edit is published in about half the time a fresh build takes.")
+    add_build(w)
+    w.add_argument("--interval", type=float, default=0.25, metavar="SECONDS",
+                   help="how often to look for changes (default: 0.25)")
 
     v = sub.add_parser("validate", help="check sources, configs or content.json files; write nothing")
     v.add_argument("paths", nargs="*", metavar="PATH")
@@ -121,7 +133,8 @@ def _summary(result, out: Path) -> None:
     )
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def _build_request(args: argparse.Namespace) -> tuple[list[str], dict[str, object]] | int:
+    """(formats, options) from build's and watch's arguments, or the usage error's exit status."""
     names = _format_list(args.formats) or available()
     unknown = [n for n in names if n not in FORMATS]
     if unknown:
@@ -131,15 +144,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     if missing:
         print(f"carepress: error: format {missing[0]!r} is not available in this version", file=sys.stderr)
         return EXIT_USAGE
+    if args.jobs < 1:
+        print("carepress: error: --jobs must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    return names, {k: v for k, v in {"paper": args.paper, "profile": args.profile}.items() if v}
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    request = _build_request(args)
+    if isinstance(request, int):
+        return request
+    names, options = request
     try:
         inputs = resolve_inputs(args.source, args.config)
     except CarepressError as exc:
         _print_diagnostics(exc.diagnostics)
         return EXIT_FAILED
-    options = {k: v for k, v in {"paper": args.paper, "profile": args.profile}.items() if v}
-    if args.jobs < 1:
-        print("carepress: error: --jobs must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
     execution = {"jobs": args.jobs}  # how, not what: not part of the cache key
     out = Path(args.out)
     if args.quiet or not sys.stderr.isatty():
@@ -161,6 +181,21 @@ def cmd_build(args: argparse.Namespace) -> int:
     if not args.quiet:
         _summary(result, out)
     return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from .watch import Watch, run
+
+    request = _build_request(args)
+    if isinstance(request, int):
+        return request
+    if not 0 < args.interval <= 60:
+        print("carepress: error: --interval must be more than 0 and at most 60 seconds", file=sys.stderr)
+        return EXIT_USAGE
+    names, options = request
+    watch = Watch(lambda: resolve_inputs(args.source, args.config), names, Path(args.out), args.strict, options,
+                  args.jobs, args.interval)
+    return run(watch, lambda line: print(line, flush=True), _print_diagnostics)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -282,6 +317,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "build": cmd_build,
+    "watch": cmd_watch,
     "validate": cmd_validate,
     "dedupe": cmd_dedupe,
     "schema": cmd_schema,

@@ -55,11 +55,19 @@ def fork_pool(jobs: int):
 
 def _worker_start() -> None:
     """A forked worker: what it inherited is never garbage (``gc.freeze``), and the renderers'
-    many short-lived objects are collected less often (a few per cent of their time otherwise)."""
+    many short-lived objects are collected less often (a few per cent of their time otherwise).
+    Ctrl-C is the parent's to handle (it reports it and ends its workers): not a traceback from each."""
     import gc
 
+    _ignore_interrupts()
     gc.freeze()
     gc.set_threshold(20_000, 20, 50)
+
+
+def _ignore_interrupts() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Workers:
@@ -134,6 +142,7 @@ class Forked:
 
 
 def _forked(make: Callable[[], bytes], send) -> None:
+    _ignore_interrupts()
     try:
         outcome: tuple[bool, object] = (True, make())
     except Exception as exc:  # sent back and raised in the parent, as if made there

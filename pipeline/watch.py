@@ -1,0 +1,146 @@
+"""``carepress watch``: build, then build again whenever an input changes.
+
+Whoever edits the sources rebuilds after every edit. A fresh ``carepress build`` spends most
+of a one-topic rebuild getting ready: starting Python, importing pydantic and Jinja, and in
+a worker process importing WeasyPrint and parsing its fonts and stylesheets (most of a
+second). The watching process does that once: it keeps its imports and its warm worker
+processes between builds. Each build is an ordinary :func:`build.build` (the same cache, the
+same all-or-nothing publication, the same bytes as a clean build); only the processes are kept.
+
+Inputs are polled, by stat (size, modification time, inode) of every source, config,
+transcript and caption file, and the listing of the source folder when the sources are its
+files: no file-system notification library, and an editor that saves by renaming is seen too.
+A change seen while a build runs starts another build when it ends. If carepress's own files
+change (an upgrade), watching stops: the workers hold the old templates and stylesheets.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from . import cache
+from .build import Inputs, build
+from .diagnostics import CarepressError, Diagnostic
+from .formats import Workers, resolve
+
+Stat = tuple[int, int, int] | None
+
+
+def snapshot(inputs: Inputs) -> tuple[tuple[str, Stat], ...]:
+    """What is compared between polls: each input file's size, mtime and inode (None: missing)."""
+    paths = list(inputs.sources) + ([inputs.config_path] if inputs.config_path else [])
+    for folder in (inputs.transcripts_dir, inputs.captions_dir):
+        if folder is not None:
+            try:
+                paths.extend(folder / name for name in os.listdir(folder))
+            except OSError:
+                pass
+    seen: list[tuple[str, Stat]] = []
+    for path in sorted(set(paths)):
+        try:
+            st = os.stat(path)
+            seen.append((str(path), (st.st_size, st.st_mtime_ns, st.st_ino)))
+        except OSError:
+            seen.append((str(path), None))
+    return tuple(seen)
+
+
+@dataclass
+class Watch:
+    """What to build, and how; ``inputs()`` resolves the sources again before every poll (a
+    file added to the source folder is a change)."""
+
+    inputs: Callable[[], Inputs]
+    formats: list[str]
+    out: Path
+    strict: bool = False
+    options: Mapping[str, object] | None = None
+    jobs: int = 1
+    interval: float = 0.25
+
+
+def run(watch: Watch, say: Callable[[str], None], diagnostics: Callable[[Sequence[Diagnostic]], None],
+        polls: int | None = None) -> int:
+    """Build now and after every change until interrupted (or after ``polls`` polls: tests).
+    Returns 0 when interrupted, 1 when carepress's own files changed."""
+    _stop_on_sigterm()
+    stages = resolve(watch.formats)
+    warm_ups = [fmt.warm_up for fmt in stages if fmt.warm_up]
+    workers = Workers(watch.jobs, warm_ups) if watch.jobs > 1 and warm_ups else None
+    package = cache.package_fingerprint()
+    last: tuple | None = None
+    told = False
+    try:
+        while polls is None or polls > 0:
+            polls = None if polls is None else polls - 1
+            problems: list[Diagnostic] = []
+            try:
+                inputs = watch.inputs()
+                now = ("inputs", snapshot(inputs))
+            except CarepressError as exc:  # no source file at all, say
+                problems = exc.diagnostics
+                inputs, now = None, ("error", tuple(str(d) for d in problems))
+            if now != last:
+                last = now
+                cache.package_fingerprint.cache_clear()
+                if cache.package_fingerprint() != package:
+                    say("carepress's own files changed (an upgrade?): start `carepress watch` again")
+                    return 1
+                if inputs is None:
+                    diagnostics(problems)
+                    say("cannot build: waiting for the sources to be fixed")
+                else:
+                    workers = _build_once(watch, inputs, workers, warm_ups, say, diagnostics)
+                if not told:
+                    say(f"watching {_what(inputs)} for changes (Ctrl-C to stop)")
+                    told = True
+            time.sleep(watch.interval)
+    except KeyboardInterrupt:
+        say("stopped watching")
+        return 0
+    finally:
+        if workers is not None:
+            workers.shutdown()
+    return 0
+
+
+def _stop_on_sigterm() -> None:
+    """``kill`` (a service manager stopping us) ends the watch as Ctrl-C does: the worker
+    processes are shut down, not left running without a parent."""
+    import signal
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def _build_once(watch: Watch, inputs: Inputs, workers: Workers | None, warm_ups: list[str],
+                say: Callable[[str], None], diagnostics: Callable[[Sequence[Diagnostic]], None]) -> Workers | None:
+    result = build(inputs, watch.formats, watch.out, watch.strict, watch.options,
+                   execution={"jobs": watch.jobs}, workers=workers)
+    diagnostics(result.diagnostics)
+    stamp = time.strftime("%H:%M:%S")
+    seconds = result.timings.get("total", 0.0)
+    if result.status != 0:
+        say(f"[{stamp}] build failed; {watch.out}/ left as it was")
+        if workers is not None:  # a worker may have died with the build: start afresh
+            workers.shutdown()
+            workers = Workers(watch.jobs, warm_ups)
+    elif result.cached:
+        say(f"[{stamp}] {watch.out}/ is up to date")
+    else:
+        say(f"[{stamp}] built {watch.out}/ in {seconds:.2f} s")
+    return workers
+
+
+def _what(inputs: Inputs | None) -> str:
+    if inputs is None:
+        return "the sources"
+    names = [str(p) for p in inputs.sources] + ([str(inputs.config_path)] if inputs.config_path else [])
+    return ", ".join(names) if len(names) <= 3 else f"{len(names)} files"
+

@@ -1,0 +1,131 @@
+"""``carepress watch``: builds, then builds again after each change, as a fresh build would."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SEED, SEED_CONFIG, run_cli
+
+from pipeline.build import Inputs
+from pipeline.watch import snapshot
+
+
+class _Lines:
+    """A process's stdout, a line at a time, with a deadline (a watch that hangs fails the test)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc) -> None:
+        for line in proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put("")
+
+    def next(self, timeout: float = 180) -> str:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no line from carepress watch in {timeout} s")
+
+
+def _published(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.relative_to(folder).as_posix().startswith(".")}
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def test_watch_rebuilds_each_change_as_a_clean_build_would(tmp_path):
+    source, config = tmp_path / SEED.name, tmp_path / SEED_CONFIG.name
+    source.write_bytes(SEED.read_bytes())
+    config.write_bytes(SEED_CONFIG.read_bytes())
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "watch", "--source", str(source), "--config",
+                             str(config), "--out", str(out), "--jobs", "2", "--interval", "0.05"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = _Lines(proc)
+    try:
+        assert "built" in lines.next() and "watching" in lines.next()
+        workers = _children(proc.pid)
+        assert len(workers) == 2  # kept warm between builds
+
+        source.write_bytes(SEED.read_bytes().replace(b"involuntary eye closure", b"involuntary closing of the eyes"))
+        assert "built" in lines.next()
+        assert _children(proc.pid) >= workers  # the same workers: WeasyPrint is not loaded again
+        clean = tmp_path / "clean"
+        assert run_cli("build", "--quiet", "--out", str(clean), "--source", str(source), "--config",
+                       str(config)).returncode == 0
+        assert _published(out) == _published(clean)
+
+        before = _published(out)
+        config.write_text("title = [not valid\n")
+        assert "build failed" in lines.next() and _published(out) == before  # outputs left as they were
+        config.write_bytes(SEED_CONFIG.read_bytes())
+        assert "up to date" in lines.next()
+
+        proc.send_signal(signal.SIGINT)
+        assert lines.next() == "stopped watching"
+        assert proc.wait(60) == 0
+        stderr = proc.stderr.read()
+        assert "Traceback" not in stderr and "CP1" in stderr  # the config error, reported once
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)  # no worker left behind
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_watch_stops_on_sigterm_and_reports_sources_it_cannot_find(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "watch", "--source", str(tmp_path / "missing.txt"),
+                             "--out", str(tmp_path / "out"), "--jobs", "1", "--interval", "0.05"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = _Lines(proc)
+    try:
+        assert "build failed" in lines.next() and "watching" in lines.next()
+        (tmp_path / "missing.txt").write_bytes(SEED.read_bytes())
+        assert "built" in lines.next()
+        proc.send_signal(signal.SIGTERM)
+        assert lines.next() == "stopped watching" and proc.wait(60) == 0
+        assert "CP100" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_snapshot_sees_edits_new_files_and_missing_ones(tmp_path):
+    source, transcripts = tmp_path / "a.txt", tmp_path / "transcripts"
+    source.write_text("one")
+    transcripts.mkdir()
+    inputs = Inputs([source], tmp_path / "collection.toml", transcripts)
+    first = snapshot(inputs)
+    assert dict(first)[str(tmp_path / "collection.toml")] is None  # missing: the build reports it
+    assert snapshot(inputs) == first
+    (transcripts / "topic.txt").write_text("words")
+    second = snapshot(inputs)
+    assert second != first and str(transcripts / "topic.txt") in dict(second)
+    source.write_text("two!")  # another size (an edit within the clock's resolution still shows)
+    assert snapshot(inputs) != second
