@@ -129,3 +129,25 @@ def test_snapshot_sees_edits_new_files_and_missing_ones(tmp_path):
     assert second != first and str(transcripts / "topic.txt") in dict(second)
     source.write_text("two!")  # another size (an edit within the clock's resolution still shows)
     assert snapshot(inputs) != second
+
+
+def test_workers_end_with_a_killed_watch(tmp_path):
+    """``kill -9`` leaves no worker behind, waiting for work forever: the kernel ends them too."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "watch", "--source", str(SEED), "--config",
+                             str(SEED_CONFIG), "--out", str(tmp_path / "out"), "--jobs", "2", "--interval", "0.05"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines = _Lines(proc)
+    try:
+        assert "built" in lines.next() and "watching" in lines.next()
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

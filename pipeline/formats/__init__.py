@@ -11,6 +11,8 @@ runs while this process renders the stages before it.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
@@ -50,18 +52,36 @@ def fork_pool(jobs: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start)
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start,
+                               initargs=(os.getpid(),))
 
 
-def _worker_start() -> None:
+def _worker_start(parent: int) -> None:
     """A forked worker: what it inherited is never garbage (``gc.freeze``), and the renderers'
     many short-lived objects are collected less often (a few per cent of their time otherwise).
     Ctrl-C is the parent's to handle (it reports it and ends its workers): not a traceback from each."""
     import gc
 
     _ignore_interrupts()
+    _end_with_parent(parent)
     gc.freeze()
     gc.set_threshold(20_000, 20, 50)
+
+
+def _end_with_parent(parent: int) -> None:
+    """On Linux, the kernel ends this worker if its parent dies without shutting it down
+    (``kill -9``): otherwise it would wait for work forever. Elsewhere, nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before that took effect
+        os._exit(1)
 
 
 def _ignore_interrupts() -> None:
