@@ -182,13 +182,17 @@ def _watched(source: Path, out: Path, jobs: int, edits: int = 3) -> tuple[list[f
 
 
 def _toggle_edit(source: Path) -> None:
-    """Edit the first topic's text (add a word, or take it away again): one topic changed."""
+    """Edit the first topic's text (add a word, or take it away again): one topic changed. Saved
+    as many editors save, by renaming a new file over the old: never seen half written."""
     text = source.read_text(encoding="utf-8")
     if " Edited." in text:
-        source.write_text(text.replace(" Edited.", "", 1), encoding="utf-8")
-        return
-    marker = text.index("\n\n", text.index("\n\n", 80) + 2)  # inside the first topic's body
-    source.write_text(text[:marker] + " Edited." + text[marker:], encoding="utf-8")
+        text = text.replace(" Edited.", "", 1)
+    else:
+        marker = text.index("\n\n", text.index("\n\n", 80) + 2)  # inside the first topic's body
+        text = text[:marker] + " Edited." + text[marker:]
+    new = source.with_name(source.name + ".new")
+    new.write_text(text, encoding="utf-8")
+    os.replace(new, source)
 
 
 def _naive(content: Path, work: Path, sample: int) -> tuple[float, float, int]:

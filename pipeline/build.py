@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
@@ -117,6 +119,43 @@ def build(
 ) -> BuildResult:
     """One build. ``workers``: warm worker processes kept by the caller (``carepress watch``)
     and left running; without them, a build with more than one job starts its own."""
+    with _writing(out):
+        return _build_into(inputs, formats, out, strict, options, progress, use_cache, execution, workers)
+
+
+@contextmanager
+def _writing(out: Path):
+    """One build at a time writes an output folder; another one (``carepress build`` while
+    ``carepress watch`` builds into the same folder) waits. Builds share the folder's staging
+    area and manifest: two at once could publish a mix, or fail. The lock is a ``flock`` on a
+    file in the temp folder named after the output folder's real path (the output folder may not
+    exist yet, and a failed build leaves it as it was); it ends with the process."""
+    import fcntl
+    import hashlib
+    import tempfile
+
+    name = hashlib.sha256(os.path.realpath(out).encode()).hexdigest()[:32]
+    try:
+        handle = os.open(os.path.join(tempfile.gettempdir(), f"carepress-{name}.lock"), os.O_RDONLY | os.O_CREAT,
+                         0o644)
+    except OSError:  # no lock to be had: build anyway, as before there was one
+        handle = None
+    try:
+        if handle is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"carepress: waiting for another build writing {out}/", file=sys.stderr, flush=True)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        if handle is not None:
+            os.close(handle)
+
+
+def _build_into(inputs: Inputs, formats: list[str], out: Path, strict: bool, options: Mapping[str, object] | None,
+                progress: Progress | None, use_cache: bool, execution: Mapping[str, object] | None,
+                workers: Workers | None) -> BuildResult:
     step = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -197,9 +236,12 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
         return BuildResult(1, ctx.diagnostics + [error("CP130", message)], loaded=loaded, timings=timings)
 
     t0 = time.perf_counter()
-    # work for the worker processes first (the stage they warm up for first: its first document
-    # is then queued before they are ready), then each stage in order
-    for fmt in sorted(stages, key=lambda fmt: not fmt.warm_up):
+    # Work for the worker processes first, each stage's in order. In a rebuild (the part cache
+    # holds an earlier build's parts) the stage they warm up for starts first: its few documents
+    # are then queued before the warm worker is ready. A first build keeps the order: the
+    # captions' work is queued before the PDFs', and this process never waits for it behind them.
+    rebuild = ctx.parts is not None and ctx.parts.earlier()
+    for fmt in sorted(stages, key=lambda fmt: rebuild and not fmt.warm_up):
         try:
             begin = fmt.starter()
             if begin is not None:

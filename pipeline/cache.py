@@ -250,6 +250,16 @@ class PartCache:
             self._packs[shard] = read_pack(data)
         return self._packs[shard]
 
+    def earlier(self) -> bool:
+        """Whether an earlier build left parts here (this is a rebuild)."""
+        if self.folder is None:
+            return False
+        try:
+            with os.scandir(self.folder) as found:
+                return any(entry.name.startswith("pack-") for entry in found)
+        except OSError:
+            return False
+
     def get(self, key: str) -> bytes | None:
         if key in self.new:
             return self.new[key]

@@ -65,8 +65,8 @@ def _parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("watch", help="build, then build again whenever a source or config file changes",
                        description="Build, then build again after every change to a source, config, transcript "
-                                   "or caption file. The worker processes stay ready between builds, so a "
-                                   "one-topic edit is published in about half the time a fresh build takes.")
+                                   "or caption file. The worker processes stay ready between builds, so an "
+                                   "edit is published sooner than by a fresh `carepress build`.")
     add_build(w)
     w.add_argument("--interval", type=float, default=0.25, metavar="SECONDS",
                    help="how often to look for changes (default: 0.25)")

@@ -10,7 +10,9 @@ same all-or-nothing publication, the same bytes as a clean build); only the proc
 Inputs are polled, by stat (size, modification time, inode) of every source, config,
 transcript and caption file, and the listing of the source folder when the sources are its
 files: no file-system notification library, and an editor that saves by renaming is seen too.
-A change seen while a build runs starts another build when it ends. If carepress's own files
+A change is built once two polls in a row see the same files (a save can take more than one
+write: an empty file between the two is not built), and a change seen while a build runs starts
+another build when it ends. If carepress's own files
 change (an upgrade), watching stops: the workers hold the old templates and stylesheets.
 """
 
@@ -63,20 +65,19 @@ class Watch:
     interval: float = 0.25
 
 
-def run(watch: Watch, say: Callable[[str], None], diagnostics: Callable[[Sequence[Diagnostic]], None],
-        polls: int | None = None) -> int:
-    """Build now and after every change until interrupted (or after ``polls`` polls: tests).
-    Returns 0 when interrupted, 1 when carepress's own files changed."""
+def run(watch: Watch, say: Callable[[str], None], diagnostics: Callable[[Sequence[Diagnostic]], None]) -> int:
+    """Build now and after every change until interrupted (Ctrl-C or SIGTERM): then 0. If
+    carepress's own files change: 1."""
     _stop_on_sigterm()
     stages = resolve(watch.formats)
     warm_ups = [fmt.warm_up for fmt in stages if fmt.warm_up]
     workers = Workers(watch.jobs, warm_ups) if watch.jobs > 1 and warm_ups else None
     package = cache.package_fingerprint()
-    last: tuple | None = None
+    last: tuple | None = None  # what was built
+    settling: tuple | None = None  # a change seen once: built when the next poll sees it unchanged
     told = False
     try:
-        while polls is None or polls > 0:
-            polls = None if polls is None else polls - 1
+        while True:
             problems: list[Diagnostic] = []
             try:
                 inputs = watch.inputs()
@@ -84,8 +85,10 @@ def run(watch: Watch, say: Callable[[str], None], diagnostics: Callable[[Sequenc
             except CarepressError as exc:  # no source file at all, say
                 problems = exc.diagnostics
                 inputs, now = None, ("error", tuple(str(d) for d in problems))
-            if now != last:
-                last = now
+            if now != last and now != settling and last is not None:
+                settling = now  # a save can take more than one write (truncate, write; or several files)
+            elif now != last:
+                last = settling = now
                 cache.package_fingerprint.cache_clear()
                 if cache.package_fingerprint() != package:
                     say("carepress's own files changed (an upgrade?): start `carepress watch` again")
@@ -105,7 +108,6 @@ def run(watch: Watch, say: Callable[[str], None], diagnostics: Callable[[Sequenc
     finally:
         if workers is not None:
             workers.shutdown()
-    return 0
 
 
 def _stop_on_sigterm() -> None:
@@ -128,7 +130,7 @@ def _build_once(watch: Watch, inputs: Inputs, workers: Workers | None, warm_ups:
     seconds = result.timings.get("total", 0.0)
     if result.status != 0:
         say(f"[{stamp}] build failed; {watch.out}/ left as it was")
-        if workers is not None:  # a worker may have died with the build: start afresh
+        if workers is not None and not workers.working():  # one died with the build: start afresh
             workers.shutdown()
             workers = Workers(watch.jobs, warm_ups)
     elif result.cached:

@@ -29,9 +29,10 @@ def test_only_a_stage_that_asks_and_needs_no_other_renders_first():
     assert [f.name for f in _render_order(stages, {"html": _Begun(True)})] == fixed
 
 
-def test_workers_get_their_work_first_and_diagnostics_keep_the_stage_order(tmp_path, monkeypatch):
-    """A stage that renders first (its start asked to) still reports its diagnostics after the
-    stages before it in the fixed order, as a first build does."""
+def test_stage_order_of_starts_renders_and_diagnostics(tmp_path, monkeypatch):
+    """A first build starts the stages in order; a rebuild starts first the stage the workers
+    warm up for. A stage whose start asked to render first does, and still reports its
+    diagnostics after the stages before it in the fixed order."""
     calls: list[str] = []
 
     def stage(name: str, first: bool, warm: bool) -> Format:
@@ -44,7 +45,8 @@ def test_workers_get_their_work_first_and_diagnostics_keep_the_stage_order(tmp_p
         def render(collection, ctx):
             calls.append(f"render {name}")
             ctx.diagnostics.append(warning("CP999", f"from {name}", f"{name}.txt", 1))
-            return {f"{name}.txt": collection.id.encode()}
+            ctx.parts.put(ctx.parts.key("test", name, collection.title), b"a part")  # the next build is a rebuild
+            return {f"{name}.txt": collection.title.encode()}
 
         module.start, module.render = start, render
         monkeypatch.setitem(sys.modules, module.__name__, module)
@@ -52,8 +54,37 @@ def test_workers_get_their_work_first_and_diagnostics_keep_the_stage_order(tmp_p
 
     stages = [stage("a", False, False), stage("b", True, True)]
     monkeypatch.setattr(build_module, "resolve", lambda _names: stages)
-    result = build_module.build(Inputs([SEED], SEED_CONFIG, None), ["a", "b"], tmp_path / "out", use_cache=False)
+    source, out = tmp_path / SEED.name, tmp_path / "out"
+    source.write_bytes(SEED.read_bytes())
+    result = build_module.build(Inputs([source], SEED_CONFIG, None), ["a", "b"], out)
     assert result.status == 0, result.diagnostics
-    assert calls == ["start b", "start a", "render b", "render a"]
+    assert calls == ["start a", "start b", "render b", "render a"]
     assert [d.message for d in result.diagnostics if d.code == "CP999"] == ["from a", "from b"]
-    assert (tmp_path / "out" / "a.txt").read_bytes() == (tmp_path / "out" / "b.txt").read_bytes()
+    assert (out / "a.txt").read_bytes() == (out / "b.txt").read_bytes()
+    calls.clear()
+    source.write_bytes(SEED.read_bytes().replace(b"jerky movements", b"jerky head movements"))
+    result = build_module.build(Inputs([source], SEED_CONFIG, None), ["a", "b"], out)
+    assert result.status == 0 and calls == ["start b", "start a", "render b", "render a"]
+    assert [d.message for d in result.diagnostics if d.code == "CP999"] == ["from a", "from b"]
+
+
+def test_a_second_build_into_the_same_folder_waits_for_the_first(tmp_path):
+    """Builds share an output folder's staging area and manifest: one at a time writes it."""
+    import subprocess
+    import time
+
+    from conftest import ROOT
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pipeline", "build", "--quiet", "--formats", "content", "--source", str(SEED),
+               "--config", str(SEED_CONFIG), "--out", str(out)]
+    with build_module._writing(out):  # as a build into it would hold it
+        second = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert second.poll() is None and not out.exists()  # still waiting: nothing written
+    assert second.wait(120) == 0
+    assert "waiting for another build writing" in second.stderr.read()
+    assert (out / "content.json").is_file()
+    # another folder is another lock
+    with build_module._writing(tmp_path / "other"):
+        assert subprocess.run(command, cwd=ROOT, capture_output=True, timeout=120).returncode == 0

@@ -118,6 +118,18 @@ class Workers:
             self._pool = fork_pool(self.jobs)
         return self._pool
 
+    def working(self) -> bool:
+        """Whether every started pool still takes work (a worker that died breaks its pool)."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            for pool in (self.first, self._pool):
+                if pool is not None:
+                    pool.submit(int).result()
+        except BrokenProcessPool:
+            return False
+        return True
+
     def shutdown(self) -> None:
         for pool in (self.first, self._pool):
             if pool is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -57,3 +58,17 @@ def test_a_rebuild_warms_one_worker_and_starts_the_pool_only_when_asked():
         assert cold.first is None and cold._pool is not None
     finally:
         cold.shutdown()
+
+
+def test_workers_know_when_a_worker_died():
+    workers = Workers(2, [])
+    try:
+        assert workers.working()
+        pids = workers.pool.submit(os.getpid).result(), workers.pool.submit(os.getpid).result()
+        os.kill(pids[0], 9)
+        deadline = time.monotonic() + 30  # the pool notices the death on its own thread
+        while workers.working() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not workers.working()
+    finally:
+        workers.shutdown()
