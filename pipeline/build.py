@@ -173,7 +173,7 @@ def _build_into(inputs: Inputs, formats: list[str], out: Path, strict: bool, opt
     warm_ups = [fmt.warm_up for fmt in stages if fmt.warm_up]
     own = None
     if workers is None or workers.jobs != jobs:
-        rebuild = key is not None and (out / cache.PARTS_DIR).is_dir() and any(os.scandir(out / cache.PARTS_DIR))
+        rebuild = key is not None and cache.has_parts(out / cache.PARTS_DIR)
         workers = own = Workers(jobs, warm_ups, rebuild=rebuild) if jobs > 1 and warm_ups else None
     try:
         return _build(inputs, stages, out, strict, {**options, **(execution or {})}, step, key, workers, timings, start)

@@ -252,13 +252,7 @@ class PartCache:
 
     def earlier(self) -> bool:
         """Whether an earlier build left parts here (this is a rebuild)."""
-        if self.folder is None:
-            return False
-        try:
-            with os.scandir(self.folder) as found:
-                return any(entry.name.startswith("pack-") for entry in found)
-        except OSError:
-            return False
+        return self.folder is not None and has_parts(self.folder)
 
     def get(self, key: str) -> bytes | None:
         if key in self.new:
@@ -290,6 +284,15 @@ class PartCache:
     def keep(self) -> set[str]:
         """The pack files this build leaves (the others are pruned)."""
         return {pack_name(shard(key)) for keys in (self.new, self.used) for key in keys}
+
+
+def has_parts(folder: Path) -> bool:
+    """Whether a part-cache folder holds an earlier build's packs."""
+    try:
+        with os.scandir(folder) as found:
+            return any(entry.name.startswith("pack-") for entry in found)
+    except OSError:
+        return False
 
 
 def entries(folder: Path) -> dict[str, bytes]:
