@@ -127,29 +127,46 @@ def build(
 def _writing(out: Path):
     """One build at a time writes an output folder; another one (``carepress build`` while
     ``carepress watch`` builds into the same folder) waits. Builds share the folder's staging
-    area and manifest: two at once could publish a mix, or fail. The lock is a ``flock`` on a
+    area and manifest: two at once could publish a mix, or fail. The lock is a POSIX record lock
+    (``lockf``: this process's own, not inherited by the workers it forks, gone when it ends) on a
     file in the temp folder named after the output folder's real path (the output folder may not
-    exist yet, and a failed build leaves it as it was); it ends with the process."""
+    exist yet, and a failed build leaves it as it was). The holder removes the file when it is
+    done, so none are left behind; a waiter that then holds a removed file tries again."""
     import fcntl
     import hashlib
     import tempfile
 
     name = hashlib.sha256(os.path.realpath(out).encode()).hexdigest()[:32]
-    try:
-        handle = os.open(os.path.join(tempfile.gettempdir(), f"carepress-{name}.lock"), os.O_RDONLY | os.O_CREAT,
-                         0o644)
-    except OSError:  # no lock to be had: build anyway, as before there was one
-        handle = None
-    try:
-        if handle is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+    path = os.path.join(tempfile.gettempdir(), f"carepress-{name}.lock")
+    handle = None
+    told = False
+    while handle is None:
+        try:
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # no lock to be had (another user's file, say): build anyway, as before
+            break
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held
+            if not told:
                 print(f"carepress: waiting for another build writing {out}/", file=sys.stderr, flush=True)
-                fcntl.flock(handle, fcntl.LOCK_EX)
+                told = True
+            fcntl.lockf(handle, fcntl.LOCK_EX)
+        try:
+            same = os.stat(path).st_ino == os.fstat(handle).st_ino
+        except OSError:
+            same = False
+        if not same:  # its holder removed it while we waited: lock the file that is there now
+            os.close(handle)
+            handle = None
+    try:
         yield
     finally:
         if handle is not None:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
             os.close(handle)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 import types
 from typing import NamedTuple
 
@@ -71,7 +73,6 @@ def test_stage_order_of_starts_renders_and_diagnostics(tmp_path, monkeypatch):
 def test_a_second_build_into_the_same_folder_waits_for_the_first(tmp_path):
     """Builds share an output folder's staging area and manifest: one at a time writes it."""
     import subprocess
-    import time
 
     from conftest import ROOT
 
@@ -88,3 +89,40 @@ def test_a_second_build_into_the_same_folder_waits_for_the_first(tmp_path):
     # another folder is another lock
     with build_module._writing(tmp_path / "other"):
         assert subprocess.run(command, cwd=ROOT, capture_output=True, timeout=120).returncode == 0
+    # and no lock file is left behind
+    import hashlib
+    import tempfile
+
+    for folder in (out, tmp_path / "other"):
+        name = hashlib.sha256(os.path.realpath(folder).encode()).hexdigest()[:32]
+        assert not os.path.exists(os.path.join(tempfile.gettempdir(), f"carepress-{name}.lock"))
+
+
+def test_builds_waiting_in_turn_each_get_the_lock_alone(tmp_path):
+    """The holder removes the lock file: a waiter holding the removed file tries again, so two
+    waiters never both think they hold the lock."""
+    import multiprocessing
+
+    out = tmp_path / "out"
+    log = tmp_path / "log"
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_hold, args=(out, log, n)) for n in range(4)]
+    with build_module._writing(out):
+        for worker in workers:
+            worker.start()
+        time.sleep(1)
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    events = log.read_text().split()
+    assert len(events) == 8
+    assert all(events[i][0] == "+" and events[i + 1] == "-" + events[i][1:] for i in range(0, 8, 2))  # never two
+
+
+def _hold(out, log, n) -> None:
+    with build_module._writing(out):
+        with open(log, "a") as handle:
+            handle.write(f"+{n}\n")
+        time.sleep(0.2)
+        with open(log, "a") as handle:
+            handle.write(f"-{n}\n")
