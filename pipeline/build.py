@@ -257,7 +257,7 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
     # holds an earlier build's parts) the stage they warm up for starts first: its few documents
     # are then queued before the warm worker is ready. A first build keeps the order: the
     # captions' work is queued before the PDFs', and this process never waits for it behind them.
-    rebuild = ctx.parts is not None and ctx.parts.earlier()
+    rebuild = ctx.parts is not None and cache.has_parts(out / cache.PARTS_DIR)
     for fmt in sorted(stages, key=lambda fmt: rebuild and not fmt.warm_up):
         try:
             begin = fmt.starter()

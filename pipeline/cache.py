@@ -81,13 +81,22 @@ def library_versions(names: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def input_key(inputs, formats: list[str], options: Mapping[str, object], strict: bool) -> str:
-    digest = hashlib.sha256()
-    extra: list[Path] = []
+def input_files(inputs) -> list[Path]:
+    """Every file a build reads: the sources, the config, and each file in the transcripts and
+    captions folders (what the cache key hashes, and what ``carepress watch`` watches)."""
+    files = list(inputs.sources) + ([inputs.config_path] if inputs.config_path else [])
     for folder in (inputs.transcripts_dir, inputs.captions_dir):
         if folder is not None:
-            extra.extend(p for p in folder.iterdir() if p.is_file())
-    _hash_files(digest, list(inputs.sources) + ([inputs.config_path] if inputs.config_path else []) + extra)
+            try:
+                files.extend(p for p in folder.iterdir() if p.is_file())
+            except OSError:  # gone since it was found: the build reads none of it
+                pass
+    return files
+
+
+def input_key(inputs, formats: list[str], options: Mapping[str, object], strict: bool) -> str:
+    digest = hashlib.sha256()
+    _hash_files(digest, input_files(inputs))
     digest.update(json.dumps({
         "formats": sorted(formats), "options": {k: str(v) for k, v in sorted(options.items())}, "strict": strict,
         "epoch": os.environ.get("SOURCE_DATE_EPOCH", ""), "package": package_fingerprint(),
@@ -250,10 +259,6 @@ class PartCache:
             self._packs[shard] = read_pack(data)
         return self._packs[shard]
 
-    def earlier(self) -> bool:
-        """Whether an earlier build left parts here (this is a rebuild)."""
-        return self.folder is not None and has_parts(self.folder)
-
     def get(self, key: str) -> bytes | None:
         if key in self.new:
             return self.new[key]
@@ -273,7 +278,8 @@ class PartCache:
         for key, data in self.new.items():
             new.setdefault(shard(key), {})[key] = data
         out: dict[str, bytes] = {}
-        for name in PACKS:
+        # a pack this build never read kept none of its parts: it changes only if it gains one
+        for name in sorted(self._packs.keys() | new.keys()):
             old = self._pack(name)
             keep = {key: data for key, data in old.items() if key in self.used}
             keep.update(new.get(name, {}))

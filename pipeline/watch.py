@@ -34,15 +34,8 @@ Stat = tuple[int, int, int] | None
 
 def snapshot(inputs: Inputs) -> tuple[tuple[str, Stat], ...]:
     """What is compared between polls: each input file's size, mtime and inode (None: missing)."""
-    paths = list(inputs.sources) + ([inputs.config_path] if inputs.config_path else [])
-    for folder in (inputs.transcripts_dir, inputs.captions_dir):
-        if folder is not None:
-            try:
-                paths.extend(folder / name for name in os.listdir(folder))
-            except OSError:
-                pass
     seen: list[tuple[str, Stat]] = []
-    for path in sorted(set(paths)):
+    for path in sorted(set(cache.input_files(inputs))):
         try:
             st = os.stat(path)
             seen.append((str(path), (st.st_size, st.st_mtime_ns, st.st_ino)))

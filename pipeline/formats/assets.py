@@ -9,7 +9,6 @@ from importlib import resources
 from pathlib import Path
 
 PACKAGE = resources.files("pipeline")
-PACKAGE_DIR = Path(str(PACKAGE))
 FONT_DIR = Path(str(PACKAGE / "fonts"))
 TEMPLATE_DIR = Path(str(PACKAGE / "templates"))
 FONT_FILES = {

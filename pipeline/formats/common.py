@@ -12,7 +12,8 @@ from typing import NamedTuple
 from markupsafe import Markup, escape
 
 from ..model import Collection, ListBlock, Paragraph, Topic
-from .assets import FONT_FAMILY, FONT_FILES, PACKAGE_DIR, TEMPLATE_DIR
+from ..cache import PACKAGE_DIR
+from .assets import FONT_FAMILY, FONT_FILES, TEMPLATE_DIR
 
 
 class SectionHead(NamedTuple):

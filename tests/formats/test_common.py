@@ -7,7 +7,7 @@ import sys
 
 from conftest import ROOT
 
-from pipeline.formats.assets import PACKAGE_DIR
+from pipeline.cache import PACKAGE_DIR
 from pipeline.formats.common import _template_cache, template_environment
 
 LOAD_ALL = ("from pipeline.formats.common import template_environment; env = template_environment('pdf'); "
