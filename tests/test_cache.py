@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+
+import pikepdf
 
 from conftest import ROOT, SEED, SEED_CONFIG, run_cli
 
@@ -75,6 +78,43 @@ def test_one_topic_changed_rerenders_only_what_contains_it(tmp_path):
     assert run_cli("build", "--out", str(clean), *args, "--force").returncode == 0
     assert _published(incremental) == _published(clean)
     assert b"closing of the eyes" in (clean / "content.json").read_bytes()
+
+
+def _contents_numbers(booklet) -> list[int]:
+    """The page numbers the booklet's contents (its second page) shows, in order."""
+    text = subprocess.run(["pdftotext", "-f", "2", "-l", "2", "-layout", str(booklet), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    return [int(m) for m in re.findall(r"(\d+)\s*$", text, re.MULTILINE)][:-1]  # but its "Page 2 of N"
+
+
+def test_topics_moving_to_other_pages_render_neither_contents_nor_overlay(tmp_path):
+    """The contents and the overlay show page numbers, written in at assembly: an edit that
+    moves every later topic down a page renders only what contains the edited topic, and the
+    booklet, its contents' numbers included, is the one a clean build makes."""
+    source = tmp_path / SEED.name
+    source.write_bytes(SEED.read_bytes())
+    args = ("--quiet", "--source", str(source), "--config", str(SEED_CONFIG))
+    out = tmp_path / "inc"
+    assert run_cli("build", "--out", str(out), *args).returncode == 0
+    booklet = out / "pdf" / "dystonia-education-booklet.pdf"
+    numbers = _contents_numbers(booklet)
+    before = set(entries(out / ".carepress-cache"))
+    longer = b"repetitive neck muscle contractions." + b" A sentence more about what this feels like day to day." * 40
+    source.write_bytes(SEED.read_bytes().replace(b"repetitive neck muscle contractions.", longer, 1))
+    assert run_cli("build", "--out", str(out), *args).returncode == 0
+    moved = _contents_numbers(booklet)
+    assert len(moved) == len(numbers) and moved[0] == numbers[0] and moved[-1] > numbers[-1]
+    # its handout, large print, booklet part, captions, EPUB document (and that deflated), its site page
+    assert len(set(entries(out / ".carepress-cache")) - before) == 7
+    clean = tmp_path / "clean"
+    assert run_cli("build", "--out", str(clean), *args, "--force").returncode == 0
+    assert _published(out) == _published(clean)
+    with pikepdf.open(booklet) as pdf:  # every entry shows the page its link goes to
+        index = {page.objgen: i for i, page in enumerate(pdf.pages)}
+        links = [(str(a.Contents), index[a.Dest[0].objgen] + 1) for a in pdf.pages[1].Annots]
+    entries_ = [link for n, link in enumerate(links) if n == 0 or link != links[n - 1]]  # a link per line
+    assert [page for _, page in entries_] == moved
+    assert all(label.endswith(f", page {page}") for label, page in entries_)
 
 
 def test_moved_source_lines_rerender_nothing(tmp_path):

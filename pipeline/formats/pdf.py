@@ -134,14 +134,29 @@ def booklet_parts(c: Collection, printed: Printed | None = None) -> list[Job]:
     return parts
 
 
-def booklet_front_html(c: Collection, pages: dict[str, int]) -> str:
+def booklet_front_html(c: Collection) -> str:
+    """The booklet's cover and contents, every page number a "0": :func:`contents_numbers`, in
+    the order of the entries, replace them at assembly."""
     from .pdfmerge import GOTO
 
-    return _environment().get_template("booklet.html").render(c=c, pages=pages, goto=GOTO)
+    return _environment().get_template("booklet.html").render(c=c, goto=GOTO)
 
 
-def booklet_overlay_html(c: Collection, pages: int) -> str:
-    return _environment().get_template("booklet_overlay.html").render(c=c, pages=pages)
+def contents_numbers(c: Collection, front_pages: int, body: list) -> list[int]:
+    """Each contents entry's page number, in the order booklet.html lists them (each section,
+    then its topics), for a front of ``front_pages`` pages before the ``body`` parts."""
+    numbers: dict[str, int] = {}
+    start = front_pages + 1
+    for part in body:
+        for name, (page, _x, _y) in part.dests.items():
+            numbers[name] = start + page
+        start += part.pages
+    return [number for s in c.sections
+            for number in (numbers[f"section-{s.slug}"], *(numbers[f"topic-{t.slug}"] for t in c.section_topics(s)))]
+
+
+def booklet_overlay_html(c: Collection) -> str:
+    return _environment().get_template("booklet_overlay.html").render(c=c)
 
 
 CHUNK = 24  # documents a worker takes at a time: about a second's work, so no worker idles long at the end
@@ -246,53 +261,35 @@ class _Scheduler:
         return files
 
 
-class _Zeros(dict):
-    def __missing__(self, key: str) -> int:
-        return 0
-
-
 FRONT = f"{PART_PREFIX}front"
 OVERLAY = f"{PART_PREFIX}overlay"
-CONTENTS_LINES = {"letter": 29, "a4": 31}  # contents entries a page holds: the first guess of its length
 
 
-def _front(c: Collection, body: list, front_pages: int) -> list[Job]:
-    """The booklet's front and overlay, for a front of ``front_pages`` pages before the ``body`` parts."""
-    numbers: dict[str, int] = {}
-    start = front_pages + 1
-    for part in body:
-        for name, (page, _x, _y) in part.dests.items():
-            numbers[name] = start + page
-        start += part.pages
-    front = booklet_front_html(c, numbers)
-    overlay = booklet_overlay_html(c, start - 1)
+def _front(c: Collection) -> list[Job]:
+    """The booklet's front (cover and contents) and overlay: what the collection shows, not where
+    its topics fall, so they are rendered while the parts are, and a topic that moves to another
+    page renders neither again (the assembly writes the page numbers in)."""
+    front = booklet_front_html(c)
+    overlay = booklet_overlay_html(c)
     return [Job(FRONT, front, front, ("base", "booklet"), "part"),
             Job(OVERLAY, overlay, overlay, ("base", "overlay"), "overlay")]
 
 
-def _booklet(c: Collection, body: list, run: _Scheduler, front_pages: int, handle, shape: str) -> bytes | Forked:
-    """Assemble the booklet from its front and overlay (queued as ``handle``, rendered for a
-    front of ``front_pages``) and the ``body`` parts. If the front came out longer or shorter,
-    its page numbers were wrong: render it and the overlay again with the right length."""
+def _booklet(c: Collection, body: list, run: _Scheduler, handle) -> bytes | Forked:
+    """Assemble the booklet from its front and overlay (queued as ``handle``) and the ``body`` parts."""
     from .pdfmerge import assemble, open_part
 
-    for _attempt in range(4):
-        rendered = run.result(handle)
-        front = open_part(rendered[FRONT])
-        if front.pages == front_pages:
-            break
-        front_pages = front.pages
-        handle = run.submit(_front(c, body, front_pages), chunk=1)
-    if run.ctx.parts is not None:
-        run.ctx.parts.put(shape, str(front_pages).encode())
+    rendered = run.result(handle)
+    front = open_part(rendered[FRONT])
+    numbers = contents_numbers(c, front.pages, body)
     outline = [(s.title, f"section-{s.slug}", [(t.title, f"topic-{t.slug}") for t in c.section_topics(s)])
                for s in c.sections]
     labels = {f"section-{s.slug}": s.title for s in c.sections} | {f"topic-{t.slug}": t.title for t in c.topics}
     if run.jobs == 1:
-        return assemble(front, body, rendered[OVERLAY], outline, labels)
+        return assemble(front, body, rendered[OVERLAY], outline, labels, numbers)
     # With processes to spare, a child assembles the booklet while this process renders the
     # other formats: only the HTML site (it shows the booklet's size) and publishing wait for it.
-    return Forked(partial(_assemble, front, body, rendered[OVERLAY], outline, labels))
+    return Forked(partial(_assemble, front, body, rendered[OVERLAY], outline, labels, numbers))
 
 
 def _assemble(*args) -> bytes:
@@ -307,65 +304,45 @@ def _assemble(*args) -> bytes:
         raise CarepressError([error("CP130", f"pdf: assembling the booklet: {type(exc).__name__}: {exc}")]) from None
 
 
-def _front_shape(c: Collection, run: _Scheduler) -> str:
-    """Part-cache key of the front's length: its contents without page numbers."""
-    return run.ctx.parts.key("pdf-front-pages", booklet_front_html(c, _Zeros()), run.paper) if run.ctx.parts else ""
-
-
-def _front_pages_guess(c: Collection, run: _Scheduler, shape: str) -> int:
-    """The front's length last time (same contents), else an estimate from the entries a page holds."""
-    known = run.ctx.parts.get(shape) if run.ctx.parts is not None else None
-    if known and known.isdigit():
-        return int(known)
-    return 2 + (len(c.topics) + 2 * len(c.sections) - 1) // CONTENTS_LINES[run.paper]
-
-
 class _Started(NamedTuple):
     run: _Scheduler
     names: list[Job]  # the booklet's body parts
     parts: tuple  # their handle
+    front: tuple  # the handle of the booklet's front and overlay
     handouts: list  # handles of handouts on their way
-    later: tuple[dict[str, str], list[Job]]  # keys and handouts to send after the booklet's front
     # A rebuild renders few documents: the booklet's assembly (in a child, after its new part)
     # is then what the build waits for, so the build renders this stage before the EPUB.
     render_first: bool = False
 
 
 def start(c: Collection, ctx: BuildContext) -> _Started:
-    """Send the workers what is not cached: the booklet's topic parts first (its front needs
-    their page numbers), then the handouts. Of many handouts (a first build) a quarter go now,
-    so no worker waits while the parts' page numbers are read, and the rest after the front
-    and overlay (the longest single documents) in :func:`render_with`."""
+    """Send the workers what is not cached: the booklet's front and overlay first (the front,
+    a long contents, is the longest single document), then its topic parts, then the handouts."""
     paper = str(ctx.options.get("paper") or ctx.config.pdf.paper)
     jobs = max(1, int(ctx.options.get("jobs") or 1))
     run = _Scheduler(ctx, paper, ctx.source_date_epoch, jobs)
     printed = Printed.of(c)
     names = booklet_parts(c, printed)
+    front = run.submit(_front(c), chunk=1)
     parts = run.submit(names, chunk=1)
     files, keys, todo = run.lookup(_handouts(c, printed))
-    now = todo if len(todo) <= FEW else todo[:len(todo) // 4]
-    return _Started(run, names, parts, [run.dispatch(files, keys, now)], (keys, todo[len(now):]),
-                    render_first=len(todo) + len(parts[2]) <= FEW)
+    return _Started(run, names, parts, front, [run.dispatch(files, keys, todo)],
+                    render_first=len(todo) + len(parts[2]) + len(front[2]) <= FEW)
 
 
 def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | Forked], Fetches]:
     """Every PDF: what :func:`start` sent the workers (or, called alone, sends now), then the
-    booklet's front and overlay, the rest of the handouts, and the booklet assembled from its
-    parts while the handouts render (with jobs > 1, in a child process: see _booklet)."""
+    booklet assembled from its parts while the handouts render (with jobs > 1, in a child
+    process: see _booklet)."""
     from .pdfmerge import open_part
 
     begun = ctx.started.get("pdf") or start(c, ctx)
     with begun.run as run:
-        # while the others render: the cached parts opened, the front's length looked up
-        cached = {path: open_part(data) for path, data in begun.parts[0].items()}
-        shape = _front_shape(c, run)
-        front_pages = _front_pages_guess(c, run, shape)
+        cached = {path: open_part(data) for path, data in begun.parts[0].items()}  # while the others render
         rendered = run.result(begun.parts)
         body = [cached.get(job.path) or open_part(rendered[job.path]) for job in begun.names]
-        front = run.submit(_front(c, body, front_pages), chunk=1)
-        handouts = begun.handouts + [run.dispatch({}, *begun.later)]
-        booklet = _booklet(c, body, run, front_pages, front, shape)
-        files: dict[str, bytes | Forked] = {path: data for handle in handouts for path, data in run.result(handle).items()}
+        booklet = _booklet(c, body, run, begun.front)
+        files: dict[str, bytes | Forked] = {path: data for handle in begun.handouts for path, data in run.result(handle).items()}
         run.keep_counts()
     files[f"pdf/{c.id}-booklet.pdf"] = booklet
     ctx.pages.update((path, n) for path, n in run.pages.items() if path in files)

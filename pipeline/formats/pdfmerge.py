@@ -9,8 +9,10 @@ so one edited topic re-renders one part). Assembly is PDF-level and fast:
 - ``goto:`` links of the front part become in-document destinations;
 - the named destinations of every part (topic and section anchors) become the document's,
   so ``booklet.pdf#topic-…`` opens at that topic, and the outline is built from them;
-- the overlay's pages (running headers, "Page N of M") are drawn over every page but the
-  cover, marked as artifacts;
+- the contents' page numbers, rendered as "0" in tabular digits, become each entry's number
+  (so the front is rendered once, whatever pages the topics move to);
+- the overlay's page (running headers, "Page 2 of 3") is drawn over every page but the cover,
+  marked as an artifact, with that page's numbers written into it;
 - identical embedded font programs are stored once.
 
 Only functions of bytes; no file I/O.
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
+from typing import Iterator
 
 GOTO = "https://goto.carepress.invalid/"
 
@@ -54,12 +58,19 @@ def _nums(pdf) -> dict[int, object]:
     return {int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-def assemble(front: Part, parts: list[Part], overlay: bytes | None,
-             outline: list[tuple[str, str, list[tuple[str, str]]]], labels: dict[str, str]) -> bytes:
-    """The booklet: ``front`` then ``parts``; ``outline`` is [(title, dest, [(title, dest)])]."""
+def assemble(front: Part, parts: list[Part], overlay: bytes,
+             outline: list[tuple[str, str, list[tuple[str, str]]]], labels: dict[str, str],
+             numbers: list[int]) -> bytes:
+    """The booklet: ``front`` then ``parts``; ``outline`` is [(title, dest, [(title, dest)])];
+    ``numbers``: the contents' page numbers, in order."""
     import pikepdf
 
     out = front.pdf
+    template = pikepdf.open(io.BytesIO(overlay))
+    if len(template.pages) != 3:
+        raise ValueError(f"the overlay has {len(template.pages)} pages, not 3")
+    digits = _tabular_digits(template.pages[2])
+    _number_contents(out, front.pages, numbers, digits)
     root = out.Root
     for key in ("/Names", "/Outlines", "/PageMode"):
         if key in root:
@@ -93,8 +104,7 @@ def assemble(front: Part, parts: list[Part], overlay: bytes | None,
     _named_dests(out, dests)
     _outline(out, outline, dests)
     _dedupe_fonts(out)  # before the overlay gives each page resources of its own
-    if overlay is not None:
-        _overlay(out, overlay)
+    _overlay(out, template, digits)
     buffer = io.BytesIO()
     out.save(buffer, deterministic_id=True, compress_streams=True,
              object_stream_mode=pikepdf.ObjectStreamMode.generate)
@@ -201,31 +211,220 @@ def _outline(out, outline, dests) -> None:
     out.Root.PageMode = pikepdf.Name.UseOutlines
 
 
-def _overlay(out, overlay: bytes) -> None:
-    """Draw overlay page i over page i (i >= 1), inside an artifact, after the page's own content."""
+def _overlay(out, template, digits: dict[str, list[int]]) -> None:
+    """Draw the overlay's page over page i (i >= 1), inside an artifact, after the page's own
+    content, with "Page i+1 of N" written in: one small form per page, sharing its resources."""
     import pikepdf
 
-    src = pikepdf.open(io.BytesIO(overlay))
-    if len(src.pages) != len(out.pages):
-        raise ValueError(f"overlay has {len(src.pages)} pages, the booklet {len(out.pages)}")
     name = pikepdf.Name("/CarepressOverlay")  # a fixed name: random ones break reproducibility
     before = out.make_stream(b"q\n")  # the same two streams wrap every page's content
     after = out.make_stream(b"Q\n/Artifact BMC\nq\n" + bytes(name) + b" Do\nQ\nEMC\n")
-    forms = out.copy_foreign(src.make_indirect(pikepdf.Array([p.as_form_xobject() for p in src.pages])))  # one pass
+    form = out.copy_foreign(template.make_indirect(template.pages[1].as_form_xobject()))
+    faces = _faces(form.Resources, digits)
+    numbered = _Numbers(form.read_bytes(), faces)
+    keys = {key: form[key] for key in form.keys() if key not in ("/Length", "/Filter", "/DecodeParms")}
+    if "/Resources" in keys and not keys["/Resources"].is_indirect:
+        keys["/Resources"] = out.make_indirect(keys["/Resources"])  # shared, not copied into each form
+    total = len(out.pages)
     for i, page in enumerate(out.pages):
         if i == 0:
             continue  # the cover
+        numbers = iter([i + 1, total])
+        drawn = out.make_stream(numbered.fill(numbers))
+        for key, value in keys.items():
+            drawn[key] = value
+        if next(numbers, None) is not None:
+            raise ValueError("the overlay's page does not show 'Page N of M' in tabular digits")
         obj = page.obj
         # WeasyPrint pages share one /Resources dictionary: give each page its own (shallow) copy
         shared = obj.Resources
         resources = pikepdf.Dictionary(shared)
         xobjects = pikepdf.Dictionary(shared.get("/XObject", {}))
-        xobjects[name] = forms[i]
+        xobjects[name] = drawn
         resources.XObject = xobjects
         obj.Resources = resources
         contents = obj.Contents
         obj.Contents = pikepdf.Array([before, *contents, after] if isinstance(contents, pikepdf.Array)
                                      else [before, contents, after])
+
+
+# A text run as WeasyPrint writes it: its position, font and size, then its glyphs (2-byte codes,
+# which are glyph ids) each followed by a kerning adjustment.
+_RUN = re.compile(rb"1 0 0 -1 (-?[\d.]+) (-?[\d.]+) Tm\n/([^\s/<>\[\]()]+) ([\d.]+) Tf\n\[((?:<[0-9a-fA-F]*>-?[\d.]*)*)\] TJ")
+_GLYPHS = re.compile(rb"<([0-9a-fA-F]*)>(-?[\d.]*)")
+
+
+@dataclass
+class _Face:
+    """A font of a page: the glyph ids of its tabular digits 0-9 and the advance widths of its glyphs."""
+
+    digits: list[int]
+    widths: dict[int, float]
+
+    def __post_init__(self) -> None:
+        self.digit_of = {glyph: n for n, glyph in enumerate(self.digits)}
+        # a quick test that a run may show one (a match may straddle two glyphs: the run is then parsed)
+        self.any_digit = re.compile(b"|".join(b"%04x" % glyph for glyph in self.digits), re.IGNORECASE)
+
+    def advance(self, run: list[tuple[int, float]]) -> float:
+        return sum(self.widths.get(glyph, 1000.0) - adjust for glyph, adjust in run)
+
+
+def _font_name(font) -> str:
+    return str(font.get("/BaseFont", "/"))[1:].split("+", 1)[-1]  # without the subset tag
+
+
+def _tabular_digits(page) -> dict[str, list[int]]:
+    """The overlay's last page shows 0123456789 in tabular digits in each face the contents
+    uses: their glyph ids, by font name."""
+    fonts = page.Resources.Font
+    found = {}
+    for match in _RUN.finditer(_content(page.obj)):
+        glyphs = [glyph for glyph, _ in _items(match.group(5))]
+        if len(glyphs) == 10:
+            found[_font_name(fonts["/" + match.group(3).decode()])] = glyphs
+    return found
+
+
+def _content(obj) -> bytes:
+    import pikepdf
+
+    contents = obj.Contents
+    if isinstance(contents, pikepdf.Array):
+        return b"\n".join(part.read_bytes() for part in contents)
+    return contents.read_bytes()
+
+
+def _items(glyphs: bytes) -> list[tuple[int, float]]:
+    """A TJ array's glyphs, each with the adjustment that follows it."""
+    items: list[tuple[int, float]] = []
+    for codes, adjust in _GLYPHS.findall(glyphs):
+        ids = [int(codes[i:i + 4], 16) for i in range(0, len(codes), 4)]
+        items += [(glyph, 0.0) for glyph in ids[:-1]]
+        if ids:
+            items.append((ids[-1], float(adjust or 0)))
+    return items
+
+
+def _widths(font) -> dict[int, float]:
+    """A Type0 font's glyph widths (its descendant's /W array, both forms)."""
+    import pikepdf
+
+    widths: dict[int, float] = {}
+    spec = list(font.DescendantFonts[0].get("/W", ()))
+    i = 0
+    while i + 1 < len(spec):
+        first = int(spec[i])
+        if isinstance(spec[i + 1], pikepdf.Array):
+            for n, width in enumerate(spec[i + 1]):
+                widths[first + n] = float(width)
+            i += 2
+        else:
+            for glyph in range(first, int(spec[i + 1]) + 1):
+                widths[glyph] = float(spec[i + 2])
+            i += 3
+    return widths
+
+
+def _faces(resources, digits: dict[str, list[int]]) -> dict[bytes, _Face]:
+    """The fonts of ``resources`` that have tabular digits, by resource name; each font's
+    ToUnicode map is given the digits it lacks, so the numbers written in read as numbers."""
+    faces: dict[bytes, _Face] = {}
+    for key, font in resources.get("/Font", {}).items():
+        glyphs = digits.get(_font_name(font))
+        if glyphs is None or "/DescendantFonts" not in font:
+            continue
+        faces[key[1:].encode()] = _Face(glyphs, _widths(font))
+        _map_digits(font, glyphs)
+    return faces
+
+
+def _map_digits(font, glyphs: list[int]) -> None:
+    stream = font.get("/ToUnicode")
+    if stream is None:
+        return
+    cmap = stream.read_bytes()
+    mapped = {int(code, 16) for code in re.findall(rb"<([0-9a-fA-F]{4})> <", cmap)}
+    missing = [(glyph, n) for n, glyph in enumerate(glyphs) if glyph not in mapped]
+    if missing and b"endcmap" in cmap:
+        block = (b"%d beginbfchar\n" % len(missing) + b"".join(b"<%04x> <%04x>\n" % (glyph, 0x30 + n)
+                                                              for glyph, n in missing) + b"endbfchar\n")
+        end = cmap.rindex(b"endcmap")
+        stream.write(cmap[:end] + block + cmap[end:])
+
+
+def _number(value: float) -> bytes:
+    return b"%d" % value if value == int(value) else (b"%f" % value).rstrip(b"0")
+
+
+class _Numbers:
+    """A content stream's text runs of tabular digits, to be given numbers: ``fill`` replaces
+    each run of digits, in order, by the next number and moves its text run so that it ends
+    where it did (page numbers are right-aligned). Other runs are left as they are, unparsed."""
+
+    def __init__(self, content: bytes, faces: dict[bytes, _Face]):
+        self.pieces: list[bytes | tuple[re.Match, _Face, list[tuple[int, float]]]] = []
+        last = 0
+        for match in _RUN.finditer(content):
+            face = faces.get(match.group(3))
+            if face is None or not face.any_digit.search(match.group(5)):
+                continue
+            run = _items(match.group(5))
+            if any(glyph in face.digit_of for glyph, _ in run):
+                self.pieces += [content[last:match.start()], (match, face, run)]
+                last = match.end()
+        self.pieces.append(content[last:])
+
+    def fill(self, numbers: Iterator[int]) -> bytes:
+        return b"".join(piece if isinstance(piece, bytes) else _numbered(*piece, numbers) for piece in self.pieces)
+
+
+def _numbered(match: re.Match, face: _Face, run: list[tuple[int, float]], numbers: Iterator[int]) -> bytes:
+    new: list[tuple[int, float]] = []
+    i = 0
+    while i < len(run):
+        if run[i][0] not in face.digit_of:
+            new.append(run[i])
+            i += 1
+            continue
+        end = i
+        while end < len(run) and run[end][0] in face.digit_of:
+            end += 1
+        number = next(numbers, None)
+        if number is None:
+            raise ValueError("more page numbers shown than there are to write in")
+        new += [(face.digits[int(digit)], 0.0) for digit in str(number)]
+        new[-1] = (new[-1][0], run[end - 1][1])  # the adjustment after the number stays
+        i = end
+    x = float(match.group(1)) + (face.advance(run) - face.advance(new)) * float(match.group(4)) / 1000
+    glyphs = b"".join(b"<%04x>%s" % (glyph, _number(adjust)) for glyph, adjust in new)
+    return b"1 0 0 -1 %s %s Tm\n/%s %s Tf\n[%s] TJ" % (_number(round(x, 6)), match.group(2), match.group(3),
+                                                       match.group(4), glyphs)
+
+
+def _number_contents(out, front_pages: int, numbers: list[int], digits: dict[str, list[int]]) -> None:
+    """Write the contents' page numbers (rendered as tabular "0"s) into the front's pages."""
+    left = iter(numbers)
+    written = 0
+
+    def counted():
+        nonlocal written
+        for number in left:
+            written += 1
+            yield number
+
+    feed = counted()
+    faces_of: dict[tuple[int, int], dict[bytes, _Face]] = {}
+    for page in out.pages[:front_pages]:
+        resources = page.obj.Resources
+        key = resources.objgen if resources.is_indirect else (id(resources), 0)
+        if key not in faces_of:
+            faces_of[key] = _faces(resources, digits)
+        numbered = _Numbers(_content(page.obj), faces_of[key])
+        if len(numbered.pieces) > 1:
+            page.obj.Contents = out.make_stream(numbered.fill(feed))
+    if written != len(numbers):
+        raise ValueError(f"the contents show {written} page numbers, not {len(numbers)}")
 
 
 def _dedupe_fonts(out) -> None:

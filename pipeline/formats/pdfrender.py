@@ -182,7 +182,8 @@ class Renderer:
 
     def pdf(self, html: str, stylesheets: list, what: str, kind: str = "document") -> tuple[bytes, int]:
         """One PDF. ``kind``: a tagged PDF/UA "document", a booklet "part" (tagged, whole fonts,
-        which the assembly stores once) or the booklet's "overlay" (untagged: drawn as an artifact)."""
+        which the assembly stores once) or the booklet's "overlay" (untagged: drawn as an artifact;
+        whole fonts too, so any digit the assembly writes into a page number is in them)."""
         stamp = epoch_datetime(self.epoch).strftime("%Y-%m-%dT%H:%M:%SZ")
         tagged = {"pdf_variant": "pdf/ua-1", "pdf_tags": True} if kind != "overlay" else {}
         with _captured_log() as log, _source_date_epoch(self.epoch):
@@ -190,7 +191,7 @@ class Renderer:
                                                           cache=self.images, **tagged)
             document.metadata.created = stamp
             document.metadata.modified = stamp
-            data = document.write_pdf(**tagged, pdf_identifier=what.encode("utf-8"), full_fonts=kind == "part")
+            data = document.write_pdf(**tagged, pdf_identifier=what.encode("utf-8"), full_fonts=kind != "document")
         errors = [r.getMessage() for r in log.records if r.levelno >= logging.ERROR]
         if errors:
             raise CarepressError([error("CP130", f"pdf: {what}: {message}") for message in errors])

@@ -344,3 +344,23 @@ def test_parallel_rendering_gives_the_same_bytes(tmp_path):
     parallel = settle(parallel)  # the booklet was assembled in a child process
     assert list(serial) == list(parallel) and serial == parallel
     assert len(serial) == 21 and fetches.refused == []
+
+
+def test_page_numbers_are_written_in_right_aligned():
+    """The assembly writes page numbers over tabular-digit placeholders: each run of digits
+    becomes the next number, and its text run moves left by what it grew (kerning kept)."""
+    from pipeline.formats.pdfmerge import _Face, _Numbers
+
+    face = _Face(digits=list(range(100, 110)), widths={**{g: 500.0 for g in range(100, 110)}, 1: 300.0})
+    runs = (b"BT\n1 0 0 -1 100 50 Tm\n/F1 20 Tf\n[<0001>10<0064>0] TJ\nET\n"  # "P0" (P kerned by 10)
+            b"BT\n1 0 0 -1 7 9 Tm\n/F1 20 Tf\n[<00010001>0] TJ\nET\n"  # no digit
+            b"BT\n1 0 0 -1 7 9 Tm\n/F2 20 Tf\n[<0064>0] TJ\nET\n"  # another font's glyph 100
+            b"BT\n1 0 0 -1 300.5 9 Tm\n/F1 10 Tf\n[<0065>0<0001>0<0064>5] TJ\nET\n")  # "1P0": two numbers
+    numbers = _Numbers(runs, {b"F1": face})
+    assert numbers.fill(iter([123, 7, 45])) == (
+        b"BT\n1 0 0 -1 80 50 Tm\n/F1 20 Tf\n[<0001>10<0065>0<0066>0<0067>0] TJ\nET\n"  # 2 digits more: 20 left
+        b"BT\n1 0 0 -1 7 9 Tm\n/F1 20 Tf\n[<00010001>0] TJ\nET\n"
+        b"BT\n1 0 0 -1 7 9 Tm\n/F2 20 Tf\n[<0064>0] TJ\nET\n"
+        b"BT\n1 0 0 -1 295.5 9 Tm\n/F1 10 Tf\n[<006b>0<0001>0<0068>0<0069>5] TJ\nET\n")
+    with pytest.raises(ValueError, match="more page numbers"):
+        numbers.fill(iter([1, 2]))
