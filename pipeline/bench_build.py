@@ -195,6 +195,38 @@ def _toggle_edit(source: Path) -> None:
     os.replace(new, source)
 
 
+MORE = (" A paragraph more: what to ask at the next visit, what to write down between visits, and whom"
+        " to call if the symptoms change quickly or the treatment stops helping.") * 5
+
+
+def _paragraph_edit(source: Path) -> None:
+    """Add a paragraph to the first topic (or take it away again): about six lines more, so the
+    topics after it in its booklet part, and every later part, move to other pages."""
+    text = source.read_text(encoding="utf-8")
+    if MORE in text:
+        text = text.replace(MORE, "", 1)
+    else:
+        marker = text.index("\n\n", text.index("\n\n", 80) + 2)
+        text = text[:marker] + MORE + text[marker:]
+    new = source.with_name(source.name + ".new")
+    new.write_text(text, encoding="utf-8")
+    os.replace(new, source)
+
+
+def _contents_number(out: Path) -> int:
+    """The last page number the booklet's contents show: where the last topic starts."""
+    import io
+
+    import pikepdf
+
+    booklet = next((out / "pdf").glob("*-booklet.pdf"))
+    with pikepdf.open(io.BytesIO(booklet.read_bytes())) as pdf:
+        index = {page.objgen: i for i, page in enumerate(pdf.pages)}
+        targets = [index[annot.Dest[0].objgen] for page in pdf.pages for annot in page.get("/Annots", ())
+                   if "/Dest" in annot]
+    return max(targets) + 1
+
+
 def _naive(content: Path, work: Path, sample: int) -> tuple[float, float, int]:
     """Seconds per topic for the pandoc command line (Markdown -> HTML) plus the weasyprint
     command line (HTML -> PDF), run once per topic of the built collection (``content``: its
@@ -265,6 +297,11 @@ def run(args) -> dict:
         for _ in range(3):  # a word added to the first topic, taken away, added again
             _toggle_edit(source)
             one_changed.append(_command(source, out, jobs))
+        moved, last_numbers = [], [_contents_number(out)]
+        for _ in range(3):  # a paragraph added to the first topic, taken away, added again
+            _paragraph_edit(source)
+            moved.append(_command(source, out, jobs))
+            last_numbers.append(_contents_number(out))
         watch_walls, watch_builds = _watched(source, out, jobs)
         naive_per_topic, naive_error, naive_timed = _naive(out / "content.json", work, sample)
     precision, recall = pair_scores([p or "dropped" for p in first["predicted"]], labels)
@@ -279,6 +316,10 @@ def run(args) -> dict:
         "unchanged_rebuild_runs": [round(t, 3) for t in unchanged],
         "one_topic_changed_wall_seconds": round(statistics.median(one_changed), 2),
         "one_topic_changed_runs": [round(t, 2) for t in one_changed],
+        "one_topic_moved_pages_wall_seconds": round(statistics.median(moved), 2),
+        "one_topic_moved_pages_runs": [round(t, 2) for t in moved],
+        # where the contents say the last topic starts, before the first paragraph edit and after each
+        "last_topic_page": last_numbers,
         "watch_one_topic_changed_wall_seconds": round(statistics.median(watch_walls), 2),
         "watch_one_topic_changed_runs": [round(t, 2) for t in watch_walls],
         "watch_build_seconds": [round(t, 2) for t in watch_builds],
@@ -300,6 +341,9 @@ def run(args) -> dict:
     print(f"  carepress build, nothing changed: {figures['unchanged_rebuild_wall_seconds']} s "
           f"(runs {', '.join(f'{t:.2f}' for t in unchanged)}); one topic changed: "
           f"{figures['one_topic_changed_wall_seconds']} s (runs {', '.join(f'{t:.2f}' for t in one_changed)})")
+    print(f"  carepress build, a paragraph added to one topic (later topics move pages: the last starts on page "
+          f"{', '.join(map(str, last_numbers))}): {figures['one_topic_moved_pages_wall_seconds']} s "
+          f"(runs {', '.join(f'{t:.2f}' for t in moved)})")
     print(f"  carepress watch, one topic changed (edit saved -> outputs published): "
           f"{figures['watch_one_topic_changed_wall_seconds']} s (runs {', '.join(f'{t:.2f}' for t in watch_walls)}; "
           f"the builds themselves {', '.join(f'{t:.2f}' for t in watch_builds)} s)")
@@ -312,6 +356,7 @@ def run(args) -> dict:
                  {"naive route, handouts only": round(naive_total, 2),
                   "carepress, every format (target 30)": figures["build_wall_seconds"],
                   "one topic changed (target 2)": figures["one_topic_changed_wall_seconds"],
+                  "a paragraph more: pages move (target 2)": figures["one_topic_moved_pages_wall_seconds"],
                   "one topic changed, carepress watch (target 2)": figures["watch_one_topic_changed_wall_seconds"],
                   "nothing changed (target 0.6)": figures["unchanged_rebuild_wall_seconds"]})],
                f"carepress build, {unique} topics, {jobs} processes")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from . import cache
 from .diagnostics import CarepressError, Diagnostic, Severity, error, fails
-from .formats import BuildContext, Forked, Workers, resolve, settle
+from .formats import BuildContext, Pending, Workers, resolve, settle
 from .writer import Publication, prune, publish
 
 if TYPE_CHECKING:  # loaded lazily: an up-to-date build never imports pydantic or the renderers
@@ -219,7 +219,7 @@ def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[
         ctx.timed_captions = read_timed_captions(inputs.captions_dir)
     except CarepressError as exc:
         return BuildResult(1, diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
-    files: dict[str, bytes | Forked] = {}
+    files: dict[str, bytes | Pending] = {}
     digests: dict[str, str] = {}  # each published file's SHA-256, for the manifest
     # Outputs are written (to a staging folder) while later stages render, and published together.
     publication = Publication(out, cache.unchanged_since(cache.recorded_files(out), digests) if key else None)
@@ -238,7 +238,7 @@ def _render_order(stages: list, started: dict[str, object]) -> list:
 
 
 def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: bool, key: str | None,
-            files: dict[str, bytes | Forked], digests: dict[str, str], publication: Publication, step: Progress,
+            files: dict[str, bytes | Pending], digests: dict[str, str], publication: Publication, step: Progress,
             timings: dict[str, float], start: float) -> BuildResult:
     """Start every stage's work, render the stages in order, publish what they made."""
     diagnostics = ctx.diagnostics
@@ -282,7 +282,7 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
         files.update(produced)
         ctx.rendered.update(produced)
         try:
-            publication.add({name: data for name, data in produced.items() if not isinstance(data, Forked)})
+            publication.add({name: data for name, data in produced.items() if not isinstance(data, Pending)})
         except CarepressError as exc:
             return failed(fmt.name, exc)
         timings[fmt.name] = time.perf_counter() - t0
@@ -290,7 +290,7 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
     diagnostics[first:] = [d for _, d in sorted(zip(ranks, diagnostics[first:]), key=lambda pair: pair[0])]
     try:
         t0 = time.perf_counter()
-        pending = [name for name, data in files.items() if isinstance(data, Forked)]
+        pending = [name for name, data in files.items() if isinstance(data, Pending)]
         files = settle(files)
         timings["waiting"] = timings.get("waiting", 0.0) + time.perf_counter() - t0
     except Exception as exc:  # made in a child process: reported like any other failure

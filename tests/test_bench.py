@@ -21,6 +21,10 @@ def test_small_bench_writes_figures_chart_and_target_table(tmp_path):
     assert build["dedupe_precision"] == 1.0 and build["dedupe_recall"] == 1.0
     assert build["naive_topics_timed"] == 1 and build["speedup_vs_naive"] > 0
     assert len(build["unchanged_rebuild_runs"]) == 3 and len(build["one_topic_changed_runs"]) == 3
+    assert len(build["one_topic_moved_pages_runs"]) == 3
+    # the paragraph moves the last topic down, and taking it away moves it back
+    before, added, removed, again = build["last_topic_page"]
+    assert added > before and removed == before and again == added
     # carepress watch saw each of three edits and built it
     assert len(build["watch_one_topic_changed_runs"]) == 3 and len(build["watch_build_seconds"]) == 3
     assert all(0 < b <= w for b, w in zip(build["watch_build_seconds"], build["watch_one_topic_changed_runs"]))
@@ -39,6 +43,7 @@ def test_verdicts_at_the_target_sizes():
         "dedupe": {"segments": 100_000, "seconds": 4.2, "precision": 1.0, "recall": 0.985},
         "build": {"topics": 1000, "build_wall_seconds": 31.0, "speedup_vs_naive": 25.0,
                   "unchanged_rebuild_wall_seconds": 0.2, "one_topic_changed_wall_seconds": 2.5,
+                  "one_topic_moved_pages_wall_seconds": 1.9,
                   "watch_one_topic_changed_wall_seconds": 1.5, "peak_memory_mib": 500},
     }
     met = {row["target"]: row["met"] for row in verdicts(results)}
@@ -46,6 +51,7 @@ def test_verdicts_at_the_target_sizes():
         "dedupe of 100,000 segments (s)": True, "dedupe precision": True, "dedupe recall": False,
         "every format, 1,000 topics (s)": False, "speed-up over the naive route (x)": True,
         "carepress build, nothing changed (s)": True, "carepress build, one topic changed (s)": False,
+        "carepress build, one topic changed, pages move (s)": True,
         "carepress watch, one topic changed (s)": True,
         "peak memory, 1,000 topics (MiB)": True,
     }

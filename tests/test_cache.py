@@ -99,6 +99,7 @@ def test_topics_moving_to_other_pages_render_neither_contents_nor_overlay(tmp_pa
     booklet = out / "pdf" / "dystonia-education-booklet.pdf"
     numbers = _contents_numbers(booklet)
     before = set(entries(out / ".carepress-cache"))
+    site = {name: data for name, data in _published(out).items() if name.startswith("html/")}
     longer = b"repetitive neck muscle contractions." + b" A sentence more about what this feels like day to day." * 40
     source.write_bytes(SEED.read_bytes().replace(b"repetitive neck muscle contractions.", longer, 1))
     assert run_cli("build", "--out", str(out), *args).returncode == 0
@@ -106,6 +107,9 @@ def test_topics_moving_to_other_pages_render_neither_contents_nor_overlay(tmp_pa
     assert len(moved) == len(numbers) and moved[0] == numbers[0] and moved[-1] > numbers[-1]
     # its handout, large print, booklet part, captions, EPUB document (and that deflated), its site page
     assert len(set(entries(out / ".carepress-cache")) - before) == 7
+    # of the site, only its page and the index (the booklet's length) changed
+    now = {name: data for name, data in _published(out).items() if name.startswith("html/")}
+    assert {name for name in site if now[name] != site[name]} == {"html/index.html", "html/what-is-cervical-dystonia.html"}
     clean = tmp_path / "clean"
     assert run_cli("build", "--out", str(clean), *args, "--force").returncode == 0
     assert _published(out) == _published(clean)

@@ -142,7 +142,29 @@ def _warm_up(targets: list[str]) -> None:
         getattr(importlib.import_module(module), function)()
 
 
-class Forked:
+class Pending:
+    """A file still being made when its stage returns: ``result()`` waits for its bytes. The
+    build publishes it after every stage has rendered."""
+
+    def result(self) -> bytes:
+        raise NotImplementedError
+
+
+class Later(Pending):
+    """A file made from others still being made (the site's index shows the booklet's size):
+    ``make()`` is called when the build waits for its pending files, once."""
+
+    def __init__(self, make: Callable[[], bytes]):
+        self._make = make
+        self._value: bytes | None = None
+
+    def result(self) -> bytes:
+        if self._value is None:
+            self._value = self._make()
+        return self._value
+
+
+class Forked(Pending):
     """``make()`` run in a forked child process while this one goes on: the child starts from
     this process's memory as it is (open PDFs included), so only the result crosses back.
     ``result()`` waits for the bytes, or raises what the child raised."""
@@ -187,9 +209,9 @@ def _forked(make: Callable[[], bytes], send) -> None:
         send.close()
 
 
-def settle(files: Mapping[str, "bytes | Forked"]) -> dict[str, bytes]:
-    """The files with every one still being made (:class:`Forked`) waited for."""
-    return {name: data.result() if isinstance(data, Forked) else data for name, data in files.items()}
+def settle(files: Mapping[str, "bytes | Pending"]) -> dict[str, bytes]:
+    """The files with every one still being made (:class:`Pending`) waited for."""
+    return {name: data.result() if isinstance(data, Pending) else data for name, data in files.items()}
 
 
 Renderer = Callable[["Collection", BuildContext], dict[str, bytes]]

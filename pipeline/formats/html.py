@@ -35,7 +35,7 @@ from pydantic import BaseModel
 from ..cache import cached
 from ..diagnostics import CarepressError, error
 from ..model import Collection, Organisation, Section, Topic
-from . import BuildContext, Forked
+from . import BuildContext, Later, Pending
 from .assets import FONT_FAMILY, FONT_FILES, FONT_LICENCE, TEMPLATE_DIR, epoch_datetime, font_bytes
 from .common import (
     SectionHead,
@@ -85,7 +85,7 @@ def _download(ctx: BuildContext, path: str, kind: str, mime: str) -> Download | 
     data = ctx.rendered.get(path)
     if data is None:
         return None
-    if isinstance(data, Forked):  # still being made (the booklet): its details go in at the end
+    if isinstance(data, Pending):  # still being made (the booklet): its details go in later
         return Download(href=f"../{path}", kind=kind, mime=mime, details=_later(path))
     return Download(href=f"../{path}", kind=kind, mime=mime, details=_details(kind, data, ctx.pages.get(path)))
 
@@ -96,13 +96,13 @@ def _later(path: str) -> str:
     return f"\x00details of {path}\x00"
 
 
-def _fill_in(files: dict[str, bytes], ctx: BuildContext, later: dict[str, Download]) -> dict[str, bytes]:
-    """Wait for the files the pages were rendered before, and put their details in."""
+def _fill_in(page: bytes, ctx: BuildContext, later: dict[str, Download], made: bool) -> bytes:
+    """A page rendered before the files in ``later`` were made, with their details put in: all
+    of them (``made``: waits for the files), or only their kind."""
     for path, download in later.items():
-        real = escape(_details(download.kind, ctx.rendered[path].result(), ctx.pages.get(path))).encode()
-        token = _later(path).encode()
-        files = {name: page.replace(token, real) for name, page in files.items()}
-    return files
+        details = _details(download.kind, ctx.rendered[path].result(), ctx.pages.get(path)) if made else download.kind
+        page = page.replace(_later(path).encode(), escape(details).encode())
+    return page
 
 
 def media_type(url: str | None) -> str | None:
@@ -220,21 +220,25 @@ def _page(template: str, **values) -> bytes:
     return text.encode("utf-8")
 
 
-def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes]:
+def render(collection: Collection, ctx: BuildContext) -> dict[str, bytes | Pending]:
     try:
         site = _site_context(collection, ctx)
         downloads = {t.slug: _topic_downloads(ctx, t) for t in collection.topics}
         index = _index_context(collection, ctx, site, downloads)
         later = {d.href[3:]: d for d in (site["booklet"], index["epub"]) if d is not None and d.details.startswith("\x00")}
-        files: dict[str, bytes] = {"html/index.html": _page("index.html", page="index", **index)}
+        files: dict[str, bytes | Pending] = {}
+        # The index shows the booklet's pages and size, so it is published once the booklet is
+        # made. A topic page says only that the booklet is a PDF: it is written while the booklet
+        # is made, and an edit that changes the booklet's length or size leaves it as it was.
+        front = _page("index.html", page="index", **index)
+        files["html/index.html"] = Later(partial(_fill_in, front, ctx, later, True)) if later else front
         section_of = {slug: s for s in collection.sections for slug in s.topics}
         for topic in collection.topics:
             values = {"page": "topic", **site,
                       **_topic_context(collection, topic, section_of[topic.slug], downloads[topic.slug])}
             # cached under all it is given: a template reaching for more fails (StrictUndefined)
-            files[f"html/{topic.slug}.html"] = cached(ctx.parts, partial(_page, "topic.html", **values),
-                                                      "html-topic", context_key(values))
-        files = _fill_in(files, ctx, later)
+            page = cached(ctx.parts, partial(_page, "topic.html", **values), "html-topic", context_key(values))
+            files[f"html/{topic.slug}.html"] = _fill_in(page, ctx, later, False)
         files["html/assets/site.css"] = _stylesheet()
         for name in sorted(FONT_FILES.values()):
             files[f"html/{ASSET_FONTS}/{name}"] = font_bytes(name)
