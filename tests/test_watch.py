@@ -151,3 +151,25 @@ def test_workers_end_with_a_killed_watch(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_sigterm_to_the_watch_and_its_workers_at_once_is_quiet(tmp_path):
+    """``pkill -f "carepress watch"`` (or a service manager) sends SIGTERM to the workers too:
+    they end without a traceback each, and the watch stops as it does on its own SIGTERM."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "watch", "--source", str(SEED), "--config",
+                             str(SEED_CONFIG), "--out", str(tmp_path / "out"), "--jobs", "2", "--interval", "0.05"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = _Lines(proc)
+    try:
+        assert "built" in lines.next() and "watching" in lines.next()
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        for pid in workers:
+            os.kill(pid, signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        assert lines.next() == "stopped watching" and proc.wait(60) == 0
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -85,9 +85,13 @@ def _end_with_parent(parent: int) -> None:
 
 
 def _ignore_interrupts() -> None:
+    """In a forked worker or child: Ctrl-C is the parent's to handle; SIGTERM (sent to every
+    process of a ``carepress watch`` by ``pkill -f`` or a service manager) ends it quietly,
+    not through the handler it inherited from ``carepress watch`` (a traceback from each)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class Workers:
