@@ -275,12 +275,13 @@ def _front(c: Collection) -> list[Job]:
             Job(OVERLAY, overlay, overlay, ("base", "overlay"), "overlay")]
 
 
-def _booklet(c: Collection, body: list, run: _Scheduler, handle) -> bytes | Forked:
-    """Assemble the booklet from its front and overlay (queued as ``handle``) and the ``body`` parts."""
+def _booklet(c: Collection, body: list, run: _Scheduler, handle, front=None) -> bytes | Forked:
+    """Assemble the booklet from its front and overlay (queued as ``handle``; ``front``: the
+    front already opened, if it was cached) and the ``body`` parts."""
     from .pdfmerge import assemble, open_part
 
     rendered = run.result(handle)
-    front = open_part(rendered[FRONT])
+    front = front or open_part(rendered[FRONT])
     numbers = contents_numbers(c, front.pages, body)
     outline = [(s.title, f"section-{s.slug}", [(t.title, f"topic-{t.slug}") for t in c.section_topics(s)])
                for s in c.sections]
@@ -338,10 +339,12 @@ def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | For
 
     begun = ctx.started.get("pdf") or start(c, ctx)
     with begun.run as run:
-        cached = {path: open_part(data) for path, data in begun.parts[0].items()}  # while the others render
+        # while the others render: the cached parts opened, and the front if it was cached
+        cached = {path: open_part(data) for path, data in begun.parts[0].items()}
+        front = open_part(begun.front[0][FRONT]) if FRONT in begun.front[0] else None
         rendered = run.result(begun.parts)
         body = [cached.get(job.path) or open_part(rendered[job.path]) for job in begun.names]
-        booklet = _booklet(c, body, run, begun.front)
+        booklet = _booklet(c, body, run, begun.front, front)
         files: dict[str, bytes | Forked] = {path: data for handle in begun.handouts for path, data in run.result(handle).items()}
         run.keep_counts()
     files[f"pdf/{c.id}-booklet.pdf"] = booklet
