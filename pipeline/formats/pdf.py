@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import hashlib
 import json
 import os
 from functools import lru_cache, partial
@@ -107,7 +108,24 @@ def _handouts(c: Collection, printed: Printed) -> list[Job]:
 
 
 PART_PREFIX = "booklet-part:"  # names of booklet parts among the rendered documents (never published)
-BOOKLET_PART_TOPICS = 24  # topics per booklet part: a part starts a page; one edit re-renders one part
+# A booklet part is a run of a section's topics that ends after a topic whose slug hashes to 0
+# modulo PART_SPREAD, once it has PART_MIN topics (or at PART_MAX): 23 topics on average.
+# Each part starts a page. The ends depend on the topics, not on where they are counted from, so
+# a topic added, removed or moved changes the part it is in (and at most the next), not every
+# part after it, as counting 24 at a time from the section's start did.
+PART_SPREAD, PART_MIN, PART_MAX = 12, 12, 36
+
+
+def part_runs(slugs: list[str]) -> list[list[str]]:
+    """A section's topics (slugs, in order) cut into the runs the booklet's parts show."""
+    runs: list[list[str]] = [[]]
+    for slug in slugs:
+        run = runs[-1]
+        run.append(slug)
+        digest = int.from_bytes(hashlib.sha256(slug.encode("utf-8")).digest()[:4], "big")
+        if len(run) >= PART_MAX or (len(run) >= PART_MIN and digest % PART_SPREAD == 0):
+            runs.append([])
+    return [run for run in runs if run] or [[]]
 
 
 def booklet_part_html(head: Masthead, section: SectionHead, topics: list[Topic], first: bool) -> str:
@@ -117,19 +135,20 @@ def booklet_part_html(head: Masthead, section: SectionHead, topics: list[Topic],
 
 
 def booklet_parts(c: Collection, printed: Printed | None = None) -> list[Job]:
-    """The parts of the booklet's body, in order: a section's topics, BOOKLET_PART_TOPICS at a time."""
+    """The parts of the booklet's body, in order: each section's topics cut by :func:`part_runs`.
+    A part is named by its section and first topic, so its cache key stays when parts before
+    it change."""
     printed = printed or Printed.of(c)
     head = Masthead.of(c)
     head_key = head.key()
     parts = []
     for section in c.sections:
-        slugs = section.topics
         shown = SectionHead(section.slug, section.title)
-        for n, start in enumerate(range(0, max(len(slugs), 1), BOOKLET_PART_TOPICS)):
-            chunk = slugs[start:start + BOOKLET_PART_TOPICS]
-            identity = json.dumps([head_key, shown, start == 0, [printed.keys[s] for s in chunk]])
-            parts.append(Job(f"{PART_PREFIX}{section.slug}/{n}", identity,
-                             partial(booklet_part_html, head, shown, [printed.topics[s] for s in chunk], start == 0),
+        for n, run in enumerate(part_runs(list(section.topics))):
+            first = n == 0
+            identity = json.dumps([head_key, shown, first, [printed.keys[s] for s in run]])
+            parts.append(Job(f"{PART_PREFIX}{section.slug}/{run[0] if run else ''}", identity,
+                             partial(booklet_part_html, head, shown, [printed.topics[s] for s in run], first),
                              ("base", "booklet"), "part"))
     return parts
 
