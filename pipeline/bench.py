@@ -37,7 +37,7 @@ TARGETS = (
     ("build", "speedup_vs_naive", "speed-up over the naive route (x)", 20.0, "min"),
     ("build", "unchanged_rebuild_wall_seconds", "carepress build, nothing changed (s)", 0.6, "max"),
     ("build", "one_topic_changed_wall_seconds", "carepress build, one topic changed (s)", 2.0, "max"),
-    # a paragraph added to one topic: the topics after it move to other pages
+    # a page of text added to one topic: the topics after it move to other pages
     ("build", "one_topic_moved_pages_wall_seconds", "carepress build, one topic changed, pages move (s)", 2.0, "max"),
     # the same edit with the processes kept between builds: edit saved -> outputs published
     ("build", "watch_one_topic_changed_wall_seconds", "carepress watch, one topic changed (s)", 2.0, "max"),
