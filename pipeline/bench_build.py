@@ -181,37 +181,24 @@ def _watched(source: Path, out: Path, jobs: int, edits: int = 3) -> tuple[list[f
     return walls, builds
 
 
-def _toggle_edit(source: Path) -> None:
-    """Edit the first topic's text (add a word, or take it away again): one topic changed. Saved
-    as many editors save, by renaming a new file over the old: never seen half written."""
+def _toggle_edit(source: Path, words: str = " Edited.") -> None:
+    """Edit the first topic's text: add ``words`` (a word by default), or take them away again.
+    Saved as many editors save, by renaming a new file over the old: never seen half written."""
     text = source.read_text(encoding="utf-8")
-    if " Edited." in text:
-        text = text.replace(" Edited.", "", 1)
+    if words in text:
+        text = text.replace(words, "", 1)
     else:
         marker = text.index("\n\n", text.index("\n\n", 80) + 2)  # inside the first topic's body
-        text = text[:marker] + " Edited." + text[marker:]
+        text = text[:marker] + words + text[marker:]
     new = source.with_name(source.name + ".new")
     new.write_text(text, encoding="utf-8")
     os.replace(new, source)
 
 
+# More than a page of the booklet's text: added to the first topic, it moves the topics after it
+# in its booklet part, and every later part, to other pages, whatever room the part's last page had.
 MORE = (" A paragraph more: what to ask at the next visit, what to write down between visits, and whom"
         " to call if the symptoms change quickly or the treatment stops helping.") * 20
-
-
-def _paragraph_edit(source: Path) -> None:
-    """Add a long paragraph to the first topic (or take it away again): more than a page of the
-    booklet's text, so the topics after it in its booklet part, and every later part, move to
-    other pages, whatever room the part's last page had."""
-    text = source.read_text(encoding="utf-8")
-    if MORE in text:
-        text = text.replace(MORE, "", 1)
-    else:
-        marker = text.index("\n\n", text.index("\n\n", 80) + 2)
-        text = text[:marker] + MORE + text[marker:]
-    new = source.with_name(source.name + ".new")
-    new.write_text(text, encoding="utf-8")
-    os.replace(new, source)
 
 
 def _contents_number(out: Path) -> int:
@@ -300,7 +287,7 @@ def run(args) -> dict:
             one_changed.append(_command(source, out, jobs))
         moved, last_numbers = [], [_contents_number(out)]
         for _ in range(3):  # a paragraph added to the first topic, taken away, added again
-            _paragraph_edit(source)
+            _toggle_edit(source, MORE)
             moved.append(_command(source, out, jobs))
             last_numbers.append(_contents_number(out))
         watch_walls, watch_builds = _watched(source, out, jobs)

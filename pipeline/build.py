@@ -189,18 +189,20 @@ def _build_into(inputs: Inputs, formats: list[str], out: Path, strict: bool, opt
     jobs = max(1, int((execution or {}).get("jobs") or 1))
     warm_ups = [fmt.warm_up for fmt in stages if fmt.warm_up]
     own = None
+    rebuild = key is not None and cache.has_parts(out / cache.PARTS_DIR)  # an earlier build's parts are cached
     if workers is None or workers.jobs != jobs:
-        rebuild = key is not None and cache.has_parts(out / cache.PARTS_DIR)
         workers = own = Workers(jobs, warm_ups, rebuild=rebuild) if jobs > 1 and warm_ups else None
     try:
-        return _build(inputs, stages, out, strict, {**options, **(execution or {})}, step, key, workers, timings, start)
+        return _build(inputs, stages, out, strict, {**options, **(execution or {})}, step, key, workers, timings, start,
+                      rebuild)
     finally:
         if own is not None:
             own.shutdown()
 
 
 def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[str, object], step: Progress,
-           key: str | None, workers: Workers | None, timings: dict[str, float], start: float) -> BuildResult:
+           key: str | None, workers: Workers | None, timings: dict[str, float], start: float,
+           rebuild: bool) -> BuildResult:
     """The build after the up-to-date check: load, render each stage, publish."""
     try:
         step("reading sources")
@@ -224,7 +226,8 @@ def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[
     # Outputs are written (to a staging folder) while later stages render, and published together.
     publication = Publication(out, cache.unchanged_since(cache.recorded_files(out), digests) if key else None)
     try:
-        return _stages(loaded, ctx, stages, out, strict, key, files, digests, publication, step, timings, start)
+        return _stages(loaded, ctx, stages, out, strict, key, files, digests, publication, step, timings, start,
+                       rebuild)
     finally:
         publication.abort()  # after a commit, nothing is left to remove
 
@@ -239,7 +242,7 @@ def _render_order(stages: list, started: dict[str, object]) -> list:
 
 def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: bool, key: str | None,
             files: dict[str, bytes | Pending], digests: dict[str, str], publication: Publication, step: Progress,
-            timings: dict[str, float], start: float) -> BuildResult:
+            timings: dict[str, float], start: float, rebuild: bool) -> BuildResult:
     """Start every stage's work, render the stages in order, publish what they made."""
     diagnostics = ctx.diagnostics
 
@@ -257,7 +260,6 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
     # holds an earlier build's parts) the stage they warm up for starts first: its few documents
     # are then queued before the warm worker is ready. A first build keeps the order: the
     # captions' work is queued before the PDFs', and this process never waits for it behind them.
-    rebuild = ctx.parts is not None and cache.has_parts(out / cache.PARTS_DIR)
     for fmt in sorted(stages, key=lambda fmt: rebuild and not fmt.warm_up):
         try:
             begin = fmt.starter()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -131,31 +132,10 @@ def test_snapshot_sees_edits_new_files_and_missing_ones(tmp_path):
     assert snapshot(inputs) != second
 
 
-def test_workers_end_with_a_killed_watch(tmp_path):
-    """``kill -9`` leaves no worker behind, waiting for work forever: the kernel ends them too."""
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "watch", "--source", str(SEED), "--config",
-                             str(SEED_CONFIG), "--out", str(tmp_path / "out"), "--jobs", "2", "--interval", "0.05"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    lines = _Lines(proc)
-    try:
-        assert "built" in lines.next() and "watching" in lines.next()
-        workers = _children(proc.pid)
-        assert len(workers) == 2
-        proc.kill()
-        proc.wait()
-        deadline = time.monotonic() + 30
-        while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def test_sigterm_to_the_watch_and_its_workers_at_once_is_quiet(tmp_path):
-    """``pkill -f "carepress watch"`` (or a service manager) sends SIGTERM to the workers too:
-    they end without a traceback each, and the watch stops as it does on its own SIGTERM."""
+@contextmanager
+def _seed_watch_with_two_workers(tmp_path):
+    """``carepress watch`` of the seed with --jobs 2, built and watching: (process, its lines,
+    its two workers' pids). Killed at the end if still running."""
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "watch", "--source", str(SEED), "--config",
                              str(SEED_CONFIG), "--out", str(tmp_path / "out"), "--jobs", "2", "--interval", "0.05"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -164,12 +144,30 @@ def test_sigterm_to_the_watch_and_its_workers_at_once_is_quiet(tmp_path):
         assert "built" in lines.next() and "watching" in lines.next()
         workers = _children(proc.pid)
         assert len(workers) == 2
+        yield proc, lines, workers
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_workers_end_with_a_killed_watch(tmp_path):
+    """``kill -9`` leaves no worker behind, waiting for work forever: the kernel ends them too."""
+    with _seed_watch_with_two_workers(tmp_path) as (proc, _lines, workers):
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_sigterm_to_the_watch_and_its_workers_at_once_is_quiet(tmp_path):
+    """``pkill -f "carepress watch"`` (or a service manager) sends SIGTERM to the workers too:
+    they end without a traceback each, and the watch stops as it does on its own SIGTERM."""
+    with _seed_watch_with_two_workers(tmp_path) as (proc, lines, workers):
         for pid in workers:
             os.kill(pid, signal.SIGTERM)
         proc.send_signal(signal.SIGTERM)
         assert lines.next() == "stopped watching" and proc.wait(60) == 0
         assert "Traceback" not in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -154,24 +154,11 @@ def booklet_parts(c: Collection, printed: Printed | None = None) -> list[Job]:
 
 
 def booklet_front_html(c: Collection) -> str:
-    """The booklet's cover and contents, every page number a "0": :func:`contents_numbers`, in
-    the order of the entries, replace them at assembly."""
+    """The booklet's cover and contents, every page number a "0": the assembly writes each
+    entry's in (see pdfmerge)."""
     from .pdfmerge import GOTO
 
     return _environment().get_template("booklet.html").render(c=c, goto=GOTO)
-
-
-def contents_numbers(c: Collection, front_pages: int, body: list) -> list[int]:
-    """Each contents entry's page number, in the order booklet.html lists them (each section,
-    then its topics), for a front of ``front_pages`` pages before the ``body`` parts."""
-    numbers: dict[str, int] = {}
-    start = front_pages + 1
-    for part in body:
-        for name, (page, _x, _y) in part.dests.items():
-            numbers[name] = start + page
-        start += part.pages
-    return [number for s in c.sections
-            for number in (numbers[f"section-{s.slug}"], *(numbers[f"topic-{t.slug}"] for t in c.section_topics(s)))]
 
 
 def booklet_overlay_html(c: Collection) -> str:
@@ -301,15 +288,14 @@ def _booklet(c: Collection, body: list, run: _Scheduler, handle, front=None) -> 
 
     rendered = run.result(handle)
     front = front or open_part(rendered[FRONT])
-    numbers = contents_numbers(c, front.pages, body)
     outline = [(s.title, f"section-{s.slug}", [(t.title, f"topic-{t.slug}") for t in c.section_topics(s)])
                for s in c.sections]
     labels = {f"section-{s.slug}": s.title for s in c.sections} | {f"topic-{t.slug}": t.title for t in c.topics}
     if run.jobs == 1:
-        return assemble(front, body, rendered[OVERLAY], outline, labels, numbers)
+        return assemble(front, body, rendered[OVERLAY], outline, labels)
     # With processes to spare, a child assembles the booklet while this process renders the
     # other formats: only the HTML site (it shows the booklet's size) and publishing wait for it.
-    return Forked(partial(_assemble, front, body, rendered[OVERLAY], outline, labels, numbers))
+    return Forked(partial(_assemble, front, body, rendered[OVERLAY], outline, labels))
 
 
 def _assemble(*args) -> bytes:

@@ -59,10 +59,9 @@ def _nums(pdf) -> dict[int, object]:
 
 
 def assemble(front: Part, parts: list[Part], overlay: bytes,
-             outline: list[tuple[str, str, list[tuple[str, str]]]], labels: dict[str, str],
-             numbers: list[int]) -> bytes:
-    """The booklet: ``front`` then ``parts``; ``outline`` is [(title, dest, [(title, dest)])];
-    ``numbers``: the contents' page numbers, in order."""
+             outline: list[tuple[str, str, list[tuple[str, str]]]], labels: dict[str, str]) -> bytes:
+    """The booklet: ``front`` then ``parts``; ``outline`` is [(title, dest, [(title, dest)])],
+    in the order the contents list them."""
     import pikepdf
 
     out = front.pdf
@@ -70,7 +69,6 @@ def assemble(front: Part, parts: list[Part], overlay: bytes,
     if len(template.pages) != 3:
         raise ValueError(f"the overlay has {len(template.pages)} pages, not 3")
     digits = _tabular_digits(template.pages[2])
-    _number_contents(out, front.pages, numbers, digits)
     root = out.Root
     for key in ("/Names", "/Outlines", "/PageMode"):
         if key in root:
@@ -99,6 +97,8 @@ def assemble(front: Part, parts: list[Part], overlay: bytes,
         for name, (page, x, y) in part.dests.items():
             dests[name] = (page + offset, x, y)
         offset += part.pages
+    numbers = [dests[name][0] + 1 for _, section, topics in outline for name in (section, *(t for _, t in topics))]
+    _number_contents(out, front.pages, numbers, digits)
     _rebuild_parent_tree(out, owners)
     _resolve_links(out, front.pages, dests, labels)
     _named_dests(out, dests)
@@ -405,26 +405,16 @@ def _numbered(match: re.Match, face: _Face, run: list[tuple[int, float]], number
 def _number_contents(out, front_pages: int, numbers: list[int], digits: dict[str, list[int]]) -> None:
     """Write the contents' page numbers (rendered as tabular "0"s) into the front's pages."""
     left = iter(numbers)
-    written = 0
-
-    def counted():
-        nonlocal written
-        for number in left:
-            written += 1
-            yield number
-
-    feed = counted()
-    faces_of: dict[tuple[int, int], dict[bytes, _Face]] = {}
+    faces: dict[tuple[int, int], dict[bytes, _Face]] = {}  # by resources: WeasyPrint's pages share theirs
     for page in out.pages[:front_pages]:
         resources = page.obj.Resources
-        key = resources.objgen if resources.is_indirect else (id(resources), 0)
-        if key not in faces_of:
-            faces_of[key] = _faces(resources, digits)
-        numbered = _Numbers(_content(page.obj), faces_of[key])
+        if resources.objgen not in faces or resources.objgen == (0, 0):  # (0, 0): a direct dictionary
+            faces[resources.objgen] = _faces(resources, digits)
+        numbered = _Numbers(_content(page.obj), faces[resources.objgen])
         if len(numbered.pieces) > 1:
-            page.obj.Contents = out.make_stream(numbered.fill(feed))
-    if written != len(numbers):
-        raise ValueError(f"the contents show {written} page numbers, not {len(numbers)}")
+            page.obj.Contents = out.make_stream(numbered.fill(left))
+    if next(left, None) is not None:
+        raise ValueError(f"the contents show fewer page numbers than their {len(numbers)} entries")
 
 
 def _dedupe_fonts(out) -> None:
