@@ -7,6 +7,7 @@ bad input leaves ``outputs/`` as it was.
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import os
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from . import cache
 from .diagnostics import CarepressError, Diagnostic, Severity, error, fails
-from .formats import BuildContext, Pending, Workers, resolve, settle
+from .formats import BuildContext, Pending, Workers, free_spared, reclaim_cpu, resolve, settle
 from .writer import Publication, prune, publish
 
 if TYPE_CHECKING:  # loaded lazily: an up-to-date build never imports pydantic or the renderers
@@ -173,6 +174,7 @@ def _writing(out: Path):
 def _build_into(inputs: Inputs, formats: list[str], out: Path, strict: bool, options: Mapping[str, object] | None,
                 progress: Progress | None, use_cache: bool, execution: Mapping[str, object] | None,
                 workers: Workers | None) -> BuildResult:
+    free_spared()  # what the last build in this process spared (see formats.spare)
     step = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -210,6 +212,20 @@ def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[
     except CarepressError as exc:
         return BuildResult(1, exc.diagnostics)
     timings["load"] = time.perf_counter() - start
+    # The loaded collection and this process's modules outlive every stage: kept out of the
+    # garbage collector's full passes (one walked them for 60-80 ms in each one-topic rebuild,
+    # on the way to the booklet's assembly); the child that assembles the booklet inherits this.
+    gc.freeze()
+    try:
+        return _built(inputs, stages, out, strict, options, step, key, workers, timings, start, rebuild, config, loaded)
+    finally:
+        gc.unfreeze()  # a long-running watch collects this build's objects once they are garbage
+        reclaim_cpu()  # if the build ended while the booklet's assembly had the CPU (Forked.give_cpu)
+
+
+def _built(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[str, object], step: Progress,
+           key: str | None, workers: Workers | None, timings: dict[str, float], start: float,
+           rebuild: bool, config, loaded: Loaded) -> BuildResult:
     diagnostics = list(loaded.diagnostics)
     if fails(diagnostics, strict):
         return BuildResult(1, diagnostics, loaded=loaded, timings=timings)
@@ -236,8 +252,12 @@ def _render_order(stages: list, started: dict[str, object]) -> list:
     """The stages in their fixed order, but for one whose ``start`` asked to render first (and
     needs no other stage): a rebuild's PDFs, whose booklet then goes to a child process as soon
     as its new part is back, not after this process has made the EPUB."""
-    first = [fmt for fmt in stages if not fmt.requires and getattr(started.get(fmt.name), "render_first", False)]
+    first = [fmt for fmt in stages if _renders_first(fmt, started)]
     return first + [fmt for fmt in stages if fmt not in first]
+
+
+def _renders_first(fmt, started: dict[str, object]) -> bool:
+    return not fmt.requires and getattr(started.get(fmt.name), "render_first", False)
 
 
 def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: bool, key: str | None,
@@ -255,28 +275,18 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
         message = f"{name} failed: {type(exc).__name__}: {exc} (set CAREPRESS_DEBUG=1 for a traceback)"
         return BuildResult(1, ctx.diagnostics + [error("CP130", message)], loaded=loaded, timings=timings)
 
-    t0 = time.perf_counter()
-    # Work for the worker processes first, each stage's in order. In a rebuild (the part cache
-    # holds an earlier build's parts) the stage they warm up for starts first: its few documents
-    # are then queued before the warm worker is ready. A first build keeps the order: the
-    # captions' work is queued before the PDFs', and this process never waits for it behind them.
-    for fmt in sorted(stages, key=lambda fmt: rebuild and not fmt.warm_up):
-        try:
-            begin = fmt.starter()
-            if begin is not None:
-                ctx.started[fmt.name] = begin(loaded.collection, ctx)
-        except Exception as exc:
-            return failed(fmt.name, exc)
-    timings["start"] = time.perf_counter() - t0
     rank = {fmt.name: n for n, fmt in enumerate(stages)}
     first, ranks = len(diagnostics), []  # each render's diagnostics, then reported in stage order
-    for fmt in _render_order(stages, ctx.started):
+    done: list = []
+
+    def render(fmt) -> BuildResult | None:
         step(f"rendering {fmt.name}")
         t0 = time.perf_counter()
         try:
             produced = fmt.renderer()(loaded.collection, ctx)
         except Exception as exc:
             return failed(fmt.name, exc)
+        done.append(fmt)
         ranks.extend([rank[fmt.name]] * (len(diagnostics) - first - len(ranks)))
         overlap = set(produced) & set(files)
         if overlap:
@@ -288,6 +298,29 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
         except CarepressError as exc:
             return failed(fmt.name, exc)
         timings[fmt.name] = time.perf_counter() - t0
+        return None
+
+    t0 = time.perf_counter()
+    # Work for the worker processes first, each stage's in order. In a rebuild (the part cache
+    # holds an earlier build's parts) the stage they warm up for starts first: its few documents
+    # are then queued before the warm worker is ready, and if its start asks to render first
+    # (see _render_order), it renders before the other stages start. A first build keeps the
+    # order: the captions' work is queued before the PDFs', and this process never waits for it
+    # behind them.
+    for fmt in sorted(stages, key=lambda fmt: rebuild and not fmt.warm_up):
+        try:
+            begin = fmt.starter()
+            if begin is not None:
+                ctx.started[fmt.name] = begin(loaded.collection, ctx)
+        except Exception as exc:
+            return failed(fmt.name, exc)
+        ranks.extend([rank[fmt.name]] * (len(diagnostics) - first - len(ranks)))
+        if _renders_first(fmt, ctx.started) and not done and (result := render(fmt)) is not None:
+            return result
+    timings["start"] = time.perf_counter() - t0
+    for fmt in _render_order(stages, ctx.started):
+        if fmt not in done and (result := render(fmt)) is not None:
+            return result
     ranks.extend([len(stages)] * (len(diagnostics) - first - len(ranks)))
     diagnostics[first:] = [d for _, d in sorted(zip(ranks, diagnostics[first:]), key=lambda pair: pair[0])]
     try:

@@ -27,7 +27,7 @@ from typing import Callable, Mapping, Sequence
 from . import cache
 from .build import Inputs, build
 from .diagnostics import CarepressError, Diagnostic
-from .formats import Workers, resolve
+from .formats import Workers, free_spared, resolve
 
 Stat = tuple[int, int, int] | None
 
@@ -130,6 +130,7 @@ def _build_once(watch: Watch, inputs: Inputs, workers: Workers | None, warm_ups:
         say(f"[{stamp}] {watch.out}/ is up to date")
     else:
         say(f"[{stamp}] built {watch.out}/ in {seconds:.2f} s")
+    free_spared()  # reported: what the build spared is freed while the watch waits
     return workers
 
 

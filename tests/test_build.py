@@ -33,8 +33,9 @@ def test_only_a_stage_that_asks_and_needs_no_other_renders_first():
 
 def test_stage_order_of_starts_renders_and_diagnostics(tmp_path, monkeypatch):
     """A first build starts the stages in order; a rebuild starts first the stage the workers
-    warm up for. A stage whose start asked to render first does, and still reports its
-    diagnostics after the stages before it in the fixed order."""
+    warm up for. A stage whose start asked to render first does, right after its start (in a
+    rebuild, before the other stages start), and still reports its diagnostics after the
+    stages before it in the fixed order."""
     calls: list[str] = []
 
     def stage(name: str, first: bool, warm: bool) -> Format:
@@ -66,7 +67,7 @@ def test_stage_order_of_starts_renders_and_diagnostics(tmp_path, monkeypatch):
     calls.clear()
     source.write_bytes(SEED.read_bytes().replace(b"jerky movements", b"jerky head movements"))
     result = build_module.build(Inputs([source], SEED_CONFIG, None), ["a", "b"], out)
-    assert result.status == 0 and calls == ["start b", "start a", "render b", "render a"]
+    assert result.status == 0 and calls == ["start b", "render b", "start a", "render a"]
     assert [d.message for d in result.diagnostics if d.code == "CP999"] == ["from a", "from b"]
 
 
@@ -126,3 +127,53 @@ def _hold(out, log, n) -> None:
         time.sleep(0.2)
         with open(log, "a") as handle:
             handle.write(f"-{n}\n")
+
+
+def test_a_rebuild_lets_the_booklets_assembly_have_the_cpu_and_takes_it_back(tmp_path, monkeypatch):
+    """In a small rebuild the booklet is assembled in a child while this process makes the other
+    formats at idle priority (Forked.give_cpu); the build ends with its priority back, its
+    garbage collector unfrozen, and the booklet's opened parts spared until the next build."""
+    import gc
+
+    from pipeline import formats
+
+    seen: list[int] = []
+    give = formats.Forked.give_cpu
+
+    def give_and_look(self):
+        give(self)
+        seen.append(os.sched_getscheduler(0))
+
+    monkeypatch.setattr(formats.Forked, "give_cpu", give_and_look)
+    source, out = tmp_path / SEED.name, tmp_path / "out"
+    source.write_bytes(SEED.read_bytes())
+    formats_wanted = ["content", "pdf", "html"]
+    assert build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, out,
+                              execution={"jobs": 2}).status == 0
+    assert seen == []  # a first build renders too much for that: its stages keep their order
+    source.write_bytes(SEED.read_bytes().replace(b"jerky movements", b"jerky head movements"))
+    result = build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, out, execution={"jobs": 2})
+    assert result.status == 0, result.diagnostics
+    assert seen == [os.SCHED_IDLE]
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER and gc.get_freeze_count() == 0
+    spared = list(formats._SPARED)
+    assert spared and all(part.pdf.pages for part in spared[0])  # the opened parts, not yet freed
+    assert build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, out,
+                              execution={"jobs": 2}).cached
+    assert formats._SPARED == []  # freed as the next build started
+
+
+def test_the_cpu_is_taken_back_when_the_build_fails_after_yielding(tmp_path, monkeypatch):
+    from pipeline import formats
+
+    def yield_then_fail(_c, _ctx):
+        formats.Forked(lambda: b"made").give_cpu()
+        raise RuntimeError("a renderer bug after yielding")
+
+    module = types.ModuleType("carepress_test_stage_yield")
+    module.render = yield_then_fail
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(build_module, "resolve", lambda _names: [Format("y", module.__name__, "y")])
+    result = build_module.build(Inputs([SEED], SEED_CONFIG, None), ["y"], tmp_path / "out")
+    assert result.status == 1 and "a renderer bug after yielding" in str(result.diagnostics)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER

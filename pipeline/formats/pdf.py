@@ -20,7 +20,7 @@ import segno
 
 from ..diagnostics import CarepressError, error, warning
 from ..model import Collection, Organisation, Person, Section, Topic
-from . import BuildContext, Forked, fork_pool
+from . import BuildContext, Forked, fork_pool, spare
 from .common import SectionHead, pdf_page_count, template_environment
 from .pdfrender import Document, Fetches, render_part
 
@@ -317,20 +317,29 @@ class _Started(NamedTuple):
     front: tuple  # the handle of the booklet's front and overlay
     handouts: list  # handles of handouts on their way
     # A rebuild renders few documents: the booklet's assembly (in a child, after its new part)
-    # is then what the build waits for, so the build renders this stage before the EPUB.
+    # is then what the build waits for, so the build renders this stage before the EPUB, and
+    # before the other stages start.
     render_first: bool = False
 
 
 def start(c: Collection, ctx: BuildContext) -> _Started:
     """Send the workers what is not cached: the booklet's front and overlay first (the front,
-    a long contents, is the longest single document), then its topic parts, then the handouts."""
+    a long contents, is the longest single document), then its topic parts, then the handouts.
+
+    When few parts are new (a rebuild), they go first: the front's HTML, rendered to find it
+    in the cache, would hold them back a tenth of a second."""
     paper = str(ctx.options.get("paper") or ctx.config.pdf.paper)
     jobs = max(1, int(ctx.options.get("jobs") or 1))
     run = _Scheduler(ctx, paper, ctx.source_date_epoch, jobs)
     printed = Printed.of(c)
     names = booklet_parts(c, printed)
+    parts = run.lookup(names)
+    few = len(parts[2]) <= FEW
+    if few:
+        parts = run.dispatch(*parts, chunk=1)
     front = run.submit(_front(c), chunk=1)
-    parts = run.submit(names, chunk=1)
+    if not few:
+        parts = run.dispatch(*parts, chunk=1)
     files, keys, todo = run.lookup(_handouts(c, printed))
     return _Started(run, names, parts, front, [run.dispatch(files, keys, todo)],
                     render_first=len(todo) + len(parts[2]) + len(front[2]) <= FEW)
@@ -350,6 +359,9 @@ def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | For
         rendered = run.result(begun.parts)
         body = [cached.get(job.path) or open_part(rendered[job.path]) for job in begun.names]
         booklet = _booklet(c, body, run, begun.front, front)
+        spare(body, front)  # freed after the build (see formats.spare)
+        if begun.render_first and isinstance(booklet, Forked):
+            booklet.give_cpu()  # the assembly is what this build waits for
         files: dict[str, bytes | Forked] = {path: data for handle in begun.handouts for path, data in run.result(handle).items()}
         run.keep_counts()
     files[f"pdf/{c.id}-booklet.pdf"] = booklet

@@ -382,3 +382,57 @@ def test_booklet_parts_end_where_their_topics_say():
                for i in range(0, 600, 7) for changed in (slugs[:i] + ["a-new-topic"] + slugs[i:], slugs[:i] + slugs[i + 1:])]
     assert max(changes) <= 8 and sum(changes) / len(changes) < 1.6, changes
     assert part_runs([]) == [[]] and part_runs(["one"]) == [["one"]]
+
+
+FAST_IMPORT_PROBE = r"""
+import hashlib, json, sys
+if sys.argv[1] == "plain":
+    import weasyprint  # cffi parses the declarations, fontTools' subsetter is imported: as WeasyPrint does
+from conftest import SEED, SEED_CONFIG, load_case
+from pipeline.formats import pdf, pdfrender
+
+cache = pdfrender._PrecompiledFFI.CACHE
+if sys.argv[1] == "fresh" and cache.is_dir():  # the declarations' module written anew, then read
+    for old in cache.iterdir():
+        old.unlink()
+config, loaded = load_case(SEED, SEED_CONFIG)
+c = loaded.collection
+jobs = [*pdf._handouts(c, pdf.Printed.of(c)), *pdf.booklet_parts(c), *pdf._front(c)]
+documents = [pdfrender.Document(j.path, j.html if isinstance(j.html, str) else j.html(), j.sheets, j.kind) for j in jobs]
+files, _fetches, _pages = pdfrender.render_part(documents, "letter", 1795564800)
+import weasyprint.pdf.fonts, weasyprint.text.ffi
+print(json.dumps({
+    "pdfs": {path: hashlib.sha256(data).hexdigest() for path, data in files.items()},
+    "ffi": type(weasyprint.text.ffi.ffi).__module__,
+    "subsetter imported": "fontTools.subset" in sys.modules,
+    "cached": sorted(p.name for p in cache.glob("*.py")) if cache.is_dir() else [],
+}))
+from fontTools import subset  # a later import gets the real module, and the stand-in leads to it
+assert subset.Subsetter is weasyprint.pdf.fonts.subset.Subsetter and "Lazy" not in repr(subset)
+"""
+
+
+def _probe(mode: str) -> dict:
+    import json
+    import sys
+
+    from conftest import ROOT
+
+    result = subprocess.run([sys.executable, "-c", FAST_IMPORT_PROBE, mode], capture_output=True, text=True,
+                            cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "tests")},
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_fast_weasyprint_import_gives_the_pdfs_a_plain_import_gives():
+    """load_weasyprint: cffi's declarations precompiled (written once into the package's
+    __pycache__, then read) and fontTools' subsetter left unimported: every PDF of the seed
+    (handouts, large print, booklet parts, front, overlay) the same as with a plain import."""
+    plain, fresh, cached = _probe("plain"), _probe("fresh"), _probe("cached")
+    assert plain["ffi"] == "cffi.api" and plain["subsetter imported"]
+    for fast in (fresh, cached):
+        assert fast["ffi"] == "_cffi_backend" and not fast["subsetter imported"]
+        assert len(fast["cached"]) == 1 and fast["cached"][0].startswith("_weasyprint_ffi_")
+        assert fast["pdfs"] == plain["pdfs"]
+    assert len(plain["pdfs"]) > 10
