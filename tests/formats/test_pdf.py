@@ -366,6 +366,33 @@ def test_page_numbers_are_written_in_right_aligned():
         numbers.fill(iter([1, 2]))
 
 
+def test_contents_leaders_are_drawn_in_at_assembly(pdf_dir, seed_collection):
+    """Each contents entry's content box is filled with a marker colour (booklet.css); the
+    assembly draws a dotted leader at its foot instead, as an artifact, on the entry's baseline
+    and short of its page number, and no marker is left."""
+    from pipeline.formats.pdfmerge import _LEADER_MARK, _content, _leader
+
+    mark = b"0.996078 0.996078 0.992157 rg\n10 20.5 300 27 re\nW\nn\n10 20.5 300 27 re\nf"
+    assert _LEADER_MARK.sub(_leader, mark) == (b"0.333333 G\n1.306667 w\n[1.866667 3.733333] 0 d\n"
+                                               b"11.333333 39.006667 m\n310 39.006667 l\nS")
+    leader = re.compile(rb"0\.333333 G\n[\d.]+ w\n\[[\d.]+ [\d.]+\] 0 d\n([\d.]+) ([\d.]+) m\n([\d.]+) ([\d.]+) l\nS")
+    run = re.compile(rb"1 0 0 -1 ([\d.]+) ([\d.]+) Tm\n/\S+ [\d.]+ Tf\n\[<[0-9a-f]+>[^\]]*\] TJ")
+    found = 0
+    with pikepdf.open(pdf_dir / "pdf" / "dystonia-education-booklet.pdf") as pdf:
+        for page in pdf.pages:
+            content = _content(page.obj)
+            assert b"0.996078 0.996078 0.992157 rg" not in content
+            runs = [(float(x), float(y)) for x, y in run.findall(content)]
+            for match in leader.finditer(content):
+                x1, y1, x2, y2 = (float(v) for v in match.groups())
+                assert y1 == y2 and x1 < x2
+                assert content.rfind(b"/Artifact\nBMC", 0, match.start()) > content.rfind(b"EMC", 0, match.start())
+                # the entry's page number: on (about) the leader's line, to its right
+                assert any(x > x2 and abs(y - y1) < 4 for x, y in runs), (x2, y1)
+                found += 1
+    assert found == len(seed_collection.sections) + len(seed_collection.topics)
+
+
 def test_booklet_parts_end_where_their_topics_say():
     """A part ends after a topic chosen by its slug's hash (within PART_MIN..PART_MAX topics), so a
     topic added or removed changes the part it is in, now and then a few more (where a run of
