@@ -419,6 +419,10 @@ from conftest import SEED, SEED_CONFIG, load_case
 from pipeline.formats import pdf, pdfrender
 
 cache = pdfrender._PrecompiledFFI.CACHE
+if sys.argv[1] == "unknown":  # a WeasyPrint whose declarations do not load this way: imported as it is
+    def refuse(cls, real_ffi, source):
+        raise RuntimeError("not as expected")
+    pdfrender._PrecompiledFFI.compiled = classmethod(refuse)
 if sys.argv[1] == "fresh" and cache.is_dir():  # the declarations' module written anew, then read
     for old in cache.iterdir():
         old.unlink()
@@ -463,3 +467,5 @@ def test_fast_weasyprint_import_gives_the_pdfs_a_plain_import_gives():
         assert len(fast["cached"]) == 1 and fast["cached"][0].startswith("_weasyprint_ffi_")
         assert fast["pdfs"] == plain["pdfs"]
     assert len(plain["pdfs"]) > 10
+    unknown = _probe("unknown")  # the fallback: WeasyPrint imported again, as it is
+    assert unknown["ffi"] == "cffi.api" and unknown["pdfs"] == plain["pdfs"]
