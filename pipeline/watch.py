@@ -91,6 +91,7 @@ def run(watch: Watch, say: Callable[[str], None], diagnostics: Callable[[Sequenc
                     say("cannot build: waiting for the sources to be fixed")
                 else:
                     workers = _build_once(watch, inputs, workers, warm_ups, say, diagnostics)
+                    _between_builds(stages)
                 if not told:
                     say(f"watching {_what(inputs)} for changes (Ctrl-C to stop)")
                     told = True
@@ -132,6 +133,21 @@ def _build_once(watch: Watch, inputs: Inputs, workers: Workers | None, warm_ups:
         say(f"[{stamp}] built {watch.out}/ in {seconds:.2f} s")
     free_spared()  # reported: what the build spared is freed while the watch waits
     return workers
+
+
+def _between_builds(stages: list) -> None:
+    """While the watch waits for a change: what a build imports (pydantic, the models, each
+    stage's module: an up-to-date build imports none of it, so the first edit paid 0.26 s for
+    them) is imported now, and the last build's garbage is collected now, not by a full pass in
+    the middle of the next build (0.1 s of a one-topic rebuild)."""
+    import gc
+    import importlib
+
+    for name in (".config", ".content"):
+        importlib.import_module(name, __package__)
+    for fmt in stages:
+        fmt.starter()
+    gc.collect()
 
 
 def _what(inputs: Inputs | None) -> str:
