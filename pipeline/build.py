@@ -198,6 +198,8 @@ def _build_into(inputs: Inputs, formats: list[str], out: Path, strict: bool, opt
         return _build(inputs, stages, out, strict, {**options, **(execution or {})}, step, key, workers, timings, start,
                       rebuild)
     finally:
+        gc.unfreeze()  # what _build froze: a long-running watch collects it once it is garbage
+        reclaim_cpu()  # if the build ended while the booklet's assembly had the CPU (Forked.give_cpu)
         if own is not None:
             own.shutdown()
 
@@ -214,18 +216,9 @@ def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[
     timings["load"] = time.perf_counter() - start
     # The loaded collection and this process's modules outlive every stage: kept out of the
     # garbage collector's full passes (one walked them for 60-80 ms in each one-topic rebuild,
-    # on the way to the booklet's assembly); the child that assembles the booklet inherits this.
+    # on the way to the booklet's assembly) until the build ends (_build_into); the child that
+    # assembles the booklet inherits this.
     gc.freeze()
-    try:
-        return _built(inputs, stages, out, strict, options, step, key, workers, timings, start, rebuild, config, loaded)
-    finally:
-        gc.unfreeze()  # a long-running watch collects this build's objects once they are garbage
-        reclaim_cpu()  # if the build ended while the booklet's assembly had the CPU (Forked.give_cpu)
-
-
-def _built(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[str, object], step: Progress,
-           key: str | None, workers: Workers | None, timings: dict[str, float], start: float,
-           rebuild: bool, config, loaded: Loaded) -> BuildResult:
     diagnostics = list(loaded.diagnostics)
     if fails(diagnostics, strict):
         return BuildResult(1, diagnostics, loaded=loaded, timings=timings)

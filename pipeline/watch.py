@@ -131,17 +131,19 @@ def _build_once(watch: Watch, inputs: Inputs, workers: Workers | None, warm_ups:
         say(f"[{stamp}] {watch.out}/ is up to date")
     else:
         say(f"[{stamp}] built {watch.out}/ in {seconds:.2f} s")
-    free_spared()  # reported: what the build spared is freed while the watch waits
     return workers
 
 
 def _between_builds(stages: list) -> None:
     """While the watch waits for a change: what a build imports (pydantic, the models, each
     stage's module: an up-to-date build imports none of it, so the first edit paid 0.26 s for
-    them) is imported now, and the last build's garbage is collected now, not by a full pass in
-    the middle of the next build (0.1 s of a one-topic rebuild)."""
+    them) is imported now, and what the last build spared (see formats.spare) is freed and its
+    garbage collected now, not by a full pass in the middle of the next build (0.1 s of a
+    one-topic rebuild)."""
     import gc
     import importlib
+
+    free_spared()
 
     for name in (".config", ".content"):
         importlib.import_module(name, __package__)

@@ -334,11 +334,11 @@ def start(c: Collection, ctx: BuildContext) -> _Started:
     printed = Printed.of(c)
     names = booklet_parts(c, printed)
     parts = run.lookup(names)
-    few = len(parts[2]) <= FEW
-    if few:
+    if len(parts[2]) <= FEW:
         parts = run.dispatch(*parts, chunk=1)
-    front = run.submit(_front(c), chunk=1)
-    if not few:
+        front = run.submit(_front(c), chunk=1)
+    else:
+        front = run.submit(_front(c), chunk=1)
         parts = run.dispatch(*parts, chunk=1)
     files, keys, todo = run.lookup(_handouts(c, printed))
     return _Started(run, names, parts, front, [run.dispatch(files, keys, todo)],
