@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from . import cache
 from .diagnostics import CarepressError, Diagnostic, Severity, error, fails
-from .formats import BuildContext, Pending, Workers, free_spared, reclaim_cpu, resolve, settle
+from .formats import BuildContext, Pending, Workers, free_spared, resolve, settle
 from .writer import Publication, prune, publish
 
 if TYPE_CHECKING:  # loaded lazily: an up-to-date build never imports pydantic or the renderers
@@ -199,7 +199,6 @@ def _build_into(inputs: Inputs, formats: list[str], out: Path, strict: bool, opt
                       rebuild)
     finally:
         gc.unfreeze()  # what _build froze: a long-running watch collects it once it is garbage
-        reclaim_cpu()  # if the build ended while the booklet's assembly had the CPU (Forked.give_cpu)
         if own is not None:
             own.shutdown()
 
@@ -241,18 +240,6 @@ def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[
         publication.abort()  # after a commit, nothing is left to remove
 
 
-def _render_order(stages: list, started: dict[str, object]) -> list:
-    """The stages in their fixed order, but for one whose ``start`` asked to render first (and
-    needs no other stage): a rebuild's PDFs, whose booklet then goes to a child process as soon
-    as its new part is back, not after this process has made the EPUB."""
-    first = [fmt for fmt in stages if _renders_first(fmt, started)]
-    return first + [fmt for fmt in stages if fmt not in first]
-
-
-def _renders_first(fmt, started: dict[str, object]) -> bool:
-    return not fmt.requires and getattr(started.get(fmt.name), "render_first", False)
-
-
 def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: bool, key: str | None,
             files: dict[str, bytes | Pending], digests: dict[str, str], publication: Publication, step: Progress,
             timings: dict[str, float], start: float, rebuild: bool) -> BuildResult:
@@ -269,8 +256,7 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
         return BuildResult(1, ctx.diagnostics + [error("CP130", message)], loaded=loaded, timings=timings)
 
     rank = {fmt.name: n for n, fmt in enumerate(stages)}
-    first, ranks = len(diagnostics), []  # each render's diagnostics, then reported in stage order
-    done: list = []
+    first, ranks = len(diagnostics), []  # each start's and render's diagnostics, then reported in stage order
 
     def render(fmt) -> BuildResult | None:
         step(f"rendering {fmt.name}")
@@ -279,7 +265,6 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
             produced = fmt.renderer()(loaded.collection, ctx)
         except Exception as exc:
             return failed(fmt.name, exc)
-        done.append(fmt)
         ranks.extend([rank[fmt.name]] * (len(diagnostics) - first - len(ranks)))
         overlap = set(produced) & set(files)
         if overlap:
@@ -296,10 +281,9 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
     t0 = time.perf_counter()
     # Work for the worker processes first, each stage's in order. In a rebuild (the part cache
     # holds an earlier build's parts) the stage they warm up for starts first: its few documents
-    # are then queued before the warm worker is ready, and if its start asks to render first
-    # (see _render_order), it renders before the other stages start. A first build keeps the
-    # order: the captions' work is queued before the PDFs', and this process never waits for it
-    # behind them.
+    # are then queued before the warm worker is ready (and the booklet is assembled as soon as
+    # its new part is back: pdf._Assembly). A first build keeps the order: the captions' work is
+    # queued before the PDFs', and this process never waits for it behind them.
     for fmt in sorted(stages, key=lambda fmt: rebuild and not fmt.warm_up):
         try:
             begin = fmt.starter()
@@ -308,11 +292,9 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
         except Exception as exc:
             return failed(fmt.name, exc)
         ranks.extend([rank[fmt.name]] * (len(diagnostics) - first - len(ranks)))
-        if _renders_first(fmt, ctx.started) and not done and (result := render(fmt)) is not None:
-            return result
     timings["start"] = time.perf_counter() - t0
-    for fmt in _render_order(stages, ctx.started):
-        if fmt not in done and (result := render(fmt)) is not None:
+    for fmt in stages:
+        if (result := render(fmt)) is not None:
             return result
     ranks.extend([len(stages)] * (len(diagnostics) - first - len(ranks)))
     diagnostics[first:] = [d for _, d in sorted(zip(ranks, diagnostics[first:]), key=lambda pair: pair[0])]

@@ -6,44 +6,27 @@ import os
 import sys
 import time
 import types
-from typing import NamedTuple
 
 from conftest import SEED, SEED_CONFIG
 
 from pipeline import build as build_module
-from pipeline.build import Inputs, _render_order
+from pipeline.build import Inputs
 from pipeline.diagnostics import warning
-from pipeline.formats import FORMATS, Format
-
-
-class _Begun(NamedTuple):
-    render_first: bool
-
-
-def test_only_a_stage_that_asks_and_needs_no_other_renders_first():
-    stages = list(FORMATS.values())
-    fixed = ["content", "epub", "captions", "pdf", "html"]
-    assert [f.name for f in _render_order(stages, {})] == fixed
-    assert [f.name for f in _render_order(stages, {"pdf": _Begun(False)})] == fixed
-    # a rebuild's PDFs: the booklet's assembly then starts before this process makes the EPUB
-    assert [f.name for f in _render_order(stages, {"pdf": _Begun(True)})] == ["pdf", *fixed[:3], "html"]
-    # the HTML site links to the other stages' files: it never goes first
-    assert [f.name for f in _render_order(stages, {"html": _Begun(True)})] == fixed
+from pipeline.formats import Format
 
 
 def test_stage_order_of_starts_renders_and_diagnostics(tmp_path, monkeypatch):
     """A first build starts the stages in order; a rebuild starts first the stage the workers
-    warm up for. A stage whose start asked to render first does, right after its start (in a
-    rebuild, before the other stages start), and still reports its diagnostics after the
-    stages before it in the fixed order."""
+    warm up for. Every build renders them in the fixed order, and reports their diagnostics in
+    it, what their starts reported included."""
     calls: list[str] = []
 
-    def stage(name: str, first: bool, warm: bool) -> Format:
+    def stage(name: str, warm: bool) -> Format:
         module = types.ModuleType(f"carepress_test_stage_{name}")
 
-        def start(_collection, _ctx):
+        def start(_collection, ctx):
             calls.append(f"start {name}")
-            return _Begun(first)
+            ctx.diagnostics.append(warning("CP999", f"from {name}'s start", f"{name}.txt", 1))
 
         def render(collection, ctx):
             calls.append(f"render {name}")
@@ -55,20 +38,21 @@ def test_stage_order_of_starts_renders_and_diagnostics(tmp_path, monkeypatch):
         monkeypatch.setitem(sys.modules, module.__name__, module)
         return Format(name, module.__name__, name, warm_up="x:y" if warm else "")
 
-    stages = [stage("a", False, False), stage("b", True, True)]
+    stages = [stage("a", False), stage("b", True)]
     monkeypatch.setattr(build_module, "resolve", lambda _names: stages)
     source, out = tmp_path / SEED.name, tmp_path / "out"
     source.write_bytes(SEED.read_bytes())
     result = build_module.build(Inputs([source], SEED_CONFIG, None), ["a", "b"], out)
     assert result.status == 0, result.diagnostics
-    assert calls == ["start a", "start b", "render b", "render a"]
-    assert [d.message for d in result.diagnostics if d.code == "CP999"] == ["from a", "from b"]
+    assert calls == ["start a", "start b", "render a", "render b"]
+    in_order = ["from a's start", "from a", "from b's start", "from b"]
+    assert [d.message for d in result.diagnostics if d.code == "CP999"] == in_order
     assert (out / "a.txt").read_bytes() == (out / "b.txt").read_bytes()
     calls.clear()
     source.write_bytes(SEED.read_bytes().replace(b"jerky movements", b"jerky head movements"))
     result = build_module.build(Inputs([source], SEED_CONFIG, None), ["a", "b"], out)
-    assert result.status == 0 and calls == ["start b", "render b", "start a", "render a"]
-    assert [d.message for d in result.diagnostics if d.code == "CP999"] == ["from a", "from b"]
+    assert result.status == 0 and calls == ["start b", "start a", "render a", "render b"]
+    assert [d.message for d in result.diagnostics if d.code == "CP999"] == in_order
 
 
 def test_a_second_build_into_the_same_folder_waits_for_the_first(tmp_path):
@@ -129,33 +113,45 @@ def _hold(out, log, n) -> None:
             handle.write(f"-{n}\n")
 
 
-def test_a_rebuild_lets_the_booklets_assembly_have_the_cpu_and_takes_it_back(tmp_path, monkeypatch):
-    """In a small rebuild the booklet is assembled in a child while this process makes the other
-    formats at idle priority (Forked.give_cpu); the build ends with its priority back, its
-    garbage collector unfrozen, and the booklet's opened parts spared until the next build."""
+def test_a_rebuild_assembles_the_booklet_as_soon_as_its_part_is_back(tmp_path, monkeypatch):
+    """In a small rebuild the booklet's assembly is forked when its new part comes back from the
+    worker (pdf._Assembly), once, whatever this process is making then: the same booklet as a
+    clean build's. The build ends with its garbage collector unfrozen and the booklet's opened
+    parts spared until the next build."""
     import gc
+    import threading
 
     from pipeline import formats
+    from pipeline.formats import pdf
 
-    seen: list[int] = []
-    give = formats.Forked.give_cpu
+    forks: list[bool] = []
+    fork = formats.Forked.__init__
 
-    def give_and_look(self):
-        give(self)
-        seen.append(os.sched_getscheduler(0))
+    def fork_and_look(self, make):
+        forks.append(threading.current_thread() is threading.main_thread())
+        fork(self, make)
 
-    monkeypatch.setattr(formats.Forked, "give_cpu", give_and_look)
+    monkeypatch.setattr(formats.Forked, "__init__", fork_and_look)
     source, out = tmp_path / SEED.name, tmp_path / "out"
     source.write_bytes(SEED.read_bytes())
     formats_wanted = ["content", "pdf", "html"]
     assert build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, out,
                               execution={"jobs": 2}).status == 0
-    assert seen == []  # a first build renders too much for that: its stages keep their order
+    assert len(forks) == 1  # a first build assembles the booklet once all is rendered
+    forks.clear()
+    early = pdf._early_booklet
+    started: list = []
+    monkeypatch.setattr(pdf, "_early_booklet", lambda *args: started.append(early(*args)) or started[-1])
     source.write_bytes(SEED.read_bytes().replace(b"jerky movements", b"jerky head movements"))
     result = build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, out, execution={"jobs": 2})
     assert result.status == 0, result.diagnostics
-    assert seen == [os.SCHED_IDLE]
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER and gc.get_freeze_count() == 0
+    assert len(started) == 1 and len(forks) == 1
+    assert gc.get_freeze_count() == 0
+    clean = tmp_path / "clean"
+    assert build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, clean, use_cache=False,
+                              execution={"jobs": 2}).status == 0
+    assert (out / "pdf/dystonia-education-booklet.pdf").read_bytes() == \
+        (clean / "pdf/dystonia-education-booklet.pdf").read_bytes()
     spared = list(formats._SPARED)
     assert spared and all(part.pdf.pages for part in spared[0])  # the opened parts, not yet freed
     assert build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, out,
@@ -163,17 +159,42 @@ def test_a_rebuild_lets_the_booklets_assembly_have_the_cpu_and_takes_it_back(tmp
     assert formats._SPARED == []  # freed as the next build started
 
 
-def test_the_cpu_is_taken_back_when_the_build_fails_after_yielding(tmp_path, monkeypatch):
-    from pipeline import formats
+def test_the_early_assembly_forks_once_every_part_is_back_in_the_thread_that_gets_the_last():
+    """pdf._Assembly: forked by the done-callback of the last of its futures, with the cached
+    and the rendered files; a failed part is raised by result(), and nothing is forked."""
+    import threading
+    from concurrent.futures import Future
 
-    def yield_then_fail(_c, _ctx):
-        formats.Forked(lambda: b"made").give_cpu()
-        raise RuntimeError("a renderer bug after yielding")
+    from pipeline.formats import pdf
 
-    module = types.ModuleType("carepress_test_stage_yield")
-    module.render = yield_then_fail
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setattr(build_module, "resolve", lambda _names: [Format("y", module.__name__, "y")])
-    result = build_module.build(Inputs([SEED], SEED_CONFIG, None), ["y"], tmp_path / "out")
-    assert result.status == 1 and "a renderer bug after yielding" in str(result.diagnostics)
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    class Made:  # stands in for a Forked
+        def __init__(self, files):
+            self.files, self.thread = files, threading.current_thread()
+
+        def result(self):
+            return self.files
+
+    a, b = Future(), Future()
+    assembly = pdf._Assembly([({"cached": b"c"}, {}, [a]), ({}, {}, [b])], Made)
+    a.set_result(({"a": b"1"}, None, {}))
+    assert assembly._forked is None  # b is not back yet
+    worker = threading.Thread(target=b.set_result, args=(({"b": b"2"}, None, {}),))
+    worker.start()
+    worker.join()
+    assert assembly._forked.thread is worker
+    assert assembly.result() == {"cached": b"c", "a": b"1", "b": b"2"}
+
+    failed = Future()
+    assembly = pdf._Assembly([({}, {}, [failed])], Made)
+    failed.set_exception(ValueError("a part failed"))
+    try:
+        assembly.result()
+    except ValueError as exc:
+        assert str(exc) == "a part failed" and assembly._forked is None
+    else:
+        raise AssertionError("a failed part must fail the booklet")
+
+    done = Future()
+    done.set_result(({"d": b"3"}, None, {}))
+    assert pdf._Assembly([({}, {}, [done])], Made).result() == {"d": b"3"}  # back already: forked at once
+    assert pdf._Assembly([({"e": b"4"}, {}, [])], Made).result() == {"e": b"4"}  # nothing to wait for

@@ -188,25 +188,8 @@ class Forked(Pending):
         self._process.start()
         send.close()
         self._value: tuple[bool, object] | None = None
-        self._yielded = False
-
-    def give_cpu(self) -> None:
-        """While the child runs (the booklet's assembly, the longest step of a small rebuild),
-        this thread takes only CPU no other process wants (Linux's SCHED_IDLE): with the child,
-        this process and a worker sharing two cores fairly, the assembly took half as long again.
-        Back to normal once the child's result is waited for (or the build ends: the build calls
-        :func:`reclaim_cpu`)."""
-        if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
-            try:
-                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-                self._yielded = True
-            except OSError:
-                pass
 
     def result(self) -> bytes:
-        if self._yielded:
-            reclaim_cpu()
-            self._yielded = False
         if self._value is None:
             try:
                 self._value = self._receive.recv()
@@ -235,16 +218,6 @@ def spare(*objects) -> None:
 
 def free_spared() -> None:
     _SPARED.clear()
-
-
-def reclaim_cpu() -> None:
-    """This thread back to normal priority, if :meth:`Forked.give_cpu` lowered it."""
-    if hasattr(os, "sched_getscheduler") and hasattr(os, "SCHED_IDLE"):
-        try:
-            if os.sched_getscheduler(0) == os.SCHED_IDLE:
-                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-        except OSError:
-            pass
 
 
 def _forked(make: Callable[[], bytes], send) -> None:

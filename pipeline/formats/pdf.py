@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import threading
 from functools import lru_cache, partial
 from typing import Callable, NamedTuple
 
@@ -20,7 +21,7 @@ import segno
 
 from ..diagnostics import CarepressError, error, warning
 from ..model import Collection, Organisation, Person, Section, Topic
-from . import BuildContext, Forked, fork_pool, spare
+from . import BuildContext, Forked, Pending, fork_pool, spare
 from .common import SectionHead, pdf_page_count, template_environment
 from .pdfrender import Document, Fetches, render_part
 
@@ -288,9 +289,7 @@ def _booklet(c: Collection, body: list, run: _Scheduler, handle, front=None) -> 
 
     rendered = run.result(handle)
     front = front or open_part(rendered[FRONT])
-    outline = [(s.title, f"section-{s.slug}", [(t.title, f"topic-{t.slug}") for t in c.section_topics(s)])
-               for s in c.sections]
-    labels = {f"section-{s.slug}": s.title for s in c.sections} | {f"topic-{t.slug}": t.title for t in c.topics}
+    outline, labels = _outline(c)
     if run.jobs == 1:
         return assemble(front, body, rendered[OVERLAY], outline, labels)
     # With processes to spare, a child assembles the booklet while this process renders the
@@ -316,18 +315,64 @@ class _Started(NamedTuple):
     parts: tuple  # their handle
     front: tuple  # the handle of the booklet's front and overlay
     handouts: list  # handles of handouts on their way
-    # A rebuild renders few documents: the booklet's assembly (in a child, after its new part)
-    # is then what the build waits for, so the build renders this stage before the EPUB, and
-    # before the other stages start.
-    render_first: bool = False
+    # A rebuild's booklet, assembled as soon as its new parts are back (see _Assembly)
+    booklet: "_Assembly | None" = None
+
+
+class _Assembly(Pending):
+    """A rebuild's booklet: assembled in a child process (:class:`Forked`) forked the moment its
+    new parts are back from the worker, by the thread that receives them (their futures'
+    done-callback), whatever this process is making then (the EPUB, the site). The assembly is
+    what a small rebuild waits for; before, this process waited for the part, a quarter of a
+    second idle, to fork it, and made the other formats only then. ``result()`` waits for the
+    fork, then for the booklet."""
+
+    def __init__(self, handles: list[tuple], make: Callable[[dict[str, bytes]], Forked]):
+        self._futures = [future for handle in handles for future in handle[2]]
+        self._files = {path: data for handle in handles for path, data in handle[0].items()}  # cached
+        self._make = make
+        self._left = len(self._futures)
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._forked: Forked | None = None
+        self._error: BaseException | None = None
+        if not self._futures:
+            self._fork()
+        for future in self._futures:
+            future.add_done_callback(self._done)
+
+    def _done(self, future) -> None:
+        with self._lock:
+            self._left -= 1
+            if self._left:
+                return
+        self._fork()
+
+    def _fork(self) -> None:
+        try:
+            files = dict(self._files)
+            for future in self._futures:
+                files.update(future.result()[0])
+            self._forked = self._make(files)
+        except BaseException as exc:  # a part that failed: its stage reports it (render_with)
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def result(self) -> bytes:
+        self._ready.wait()
+        if self._forked is None:
+            raise self._error or RuntimeError("the booklet was not assembled")
+        return self._forked.result()
 
 
 def start(c: Collection, ctx: BuildContext) -> _Started:
     """Send the workers what is not cached: the booklet's front and overlay first (the front,
     a long contents, is the longest single document), then its topic parts, then the handouts.
 
-    When few parts are new (a rebuild), they go first: the front's HTML, rendered to find it
-    in the cache, would hold them back a tenth of a second."""
+    When few documents are new (a rebuild), the new parts go first (the front's HTML, rendered to
+    find it in the cache, would hold them back a tenth of a second), the cached parts are opened
+    while they render, and the booklet is assembled as soon as they are back (_Assembly)."""
     paper = str(ctx.options.get("paper") or ctx.config.pdf.paper)
     jobs = max(1, int(ctx.options.get("jobs") or 1))
     run = _Scheduler(ctx, paper, ctx.source_date_epoch, jobs)
@@ -341,32 +386,61 @@ def start(c: Collection, ctx: BuildContext) -> _Started:
         front = run.submit(_front(c), chunk=1)
         parts = run.dispatch(*parts, chunk=1)
     files, keys, todo = run.lookup(_handouts(c, printed))
-    return _Started(run, names, parts, front, [run.dispatch(files, keys, todo)],
-                    render_first=len(todo) + len(parts[2]) + len(front[2]) <= FEW)
+    handouts = [run.dispatch(files, keys, todo)]
+    booklet = None
+    if jobs > 1 and len(todo) + len(parts[2]) + len(front[2]) <= FEW:
+        booklet = _early_booklet(c, names, parts, front)
+    return _Started(run, names, parts, front, handouts, booklet)
 
 
-def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | Forked], Fetches]:
+def _early_booklet(c: Collection, names: list[Job], parts: tuple, front: tuple) -> _Assembly:
+    from .pdfmerge import open_part
+
+    cached = {path: open_part(data) for path, data in parts[0].items()}  # while the new parts render
+    opened = open_part(front[0][FRONT]) if FRONT in front[0] else None
+    outline, labels = _outline(c)
+
+    def make(files: dict[str, bytes]) -> Forked:
+        body = [cached.get(job.path) or open_part(files[job.path]) for job in names]
+        head = opened or open_part(files[FRONT])
+        spare(body, head)  # freed after the build (see formats.spare)
+        return Forked(partial(_assemble, head, body, files[OVERLAY], outline, labels))
+
+    return _Assembly([parts, front], make)
+
+
+def _outline(c: Collection) -> tuple[list, dict[str, str]]:
+    outline = [(s.title, f"section-{s.slug}", [(t.title, f"topic-{t.slug}") for t in c.section_topics(s)])
+               for s in c.sections]
+    labels = {f"section-{s.slug}": s.title for s in c.sections} | {f"topic-{t.slug}": t.title for t in c.topics}
+    return outline, labels
+
+
+def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | Pending], Fetches]:
     """Every PDF: what :func:`start` sent the workers (or, called alone, sends now), then the
     booklet assembled from its parts while the handouts render (with jobs > 1, in a child
-    process: see _booklet)."""
+    process: see _booklet), or already being assembled (a rebuild: see _Assembly)."""
     from .pdfmerge import open_part
 
     begun = ctx.started.get("pdf") or start(c, ctx)
     with begun.run as run:
-        # while the others render: the cached parts opened, and the front if it was cached
-        cached = {path: open_part(data) for path, data in begun.parts[0].items()}
-        front = open_part(begun.front[0][FRONT]) if FRONT in begun.front[0] else None
-        rendered = run.result(begun.parts)
-        body = [cached.get(job.path) or open_part(rendered[job.path]) for job in begun.names]
-        booklet = _booklet(c, body, run, begun.front, front)
-        spare(body, front)  # freed after the build (see formats.spare)
-        if begun.render_first and isinstance(booklet, Forked):
-            booklet.give_cpu()  # the assembly is what this build waits for
-        files: dict[str, bytes | Forked] = {path: data for handle in begun.handouts for path, data in run.result(handle).items()}
+        if begun.booklet is not None:
+            run.result(begun.parts)  # into the part cache; a failed part raises here
+            run.result(begun.front)
+            booklet: bytes | Pending = begun.booklet
+        else:
+            # while the others render: the cached parts opened, and the front if it was cached
+            cached = {path: open_part(data) for path, data in begun.parts[0].items()}
+            front = open_part(begun.front[0][FRONT]) if FRONT in begun.front[0] else None
+            rendered = run.result(begun.parts)
+            body = [cached.get(job.path) or open_part(rendered[job.path]) for job in begun.names]
+            booklet = _booklet(c, body, run, begun.front, front)
+            spare(body, front)  # freed after the build (see formats.spare)
+        files: dict[str, bytes | Pending] = {path: data for handle in begun.handouts for path, data in run.result(handle).items()}
         run.keep_counts()
     files[f"pdf/{c.id}-booklet.pdf"] = booklet
     ctx.pages.update((path, n) for path, n in run.pages.items() if path in files)
-    ctx.pages[f"pdf/{c.id}-booklet.pdf"] = run.pages[FRONT] + sum(part.pages for part in body)
+    ctx.pages[f"pdf/{c.id}-booklet.pdf"] = run.pages[FRONT] + sum(run.pages[job.path] for job in begun.names)
     for topic in c.topics:
         pages = run.pages[f"pdf/{topic.slug}.pdf"]
         if pages > 1:
