@@ -350,13 +350,13 @@ io.write("[" .. table.concat(out, ",") .. "]")
 
 def read_pandoc_sources(paths: list[Path]) -> dict[Path, dict | str]:
     """Each pandoc source's AST (or pandoc's error message), all from one pandoc process."""
+    paths = [p for p in paths if p.suffix.lower() in PANDOC_READERS]
+    if not paths:
+        return {}  # plain text only: pypandoc is not even imported (a fiftieth of a second)
     import subprocess
 
     import pypandoc
 
-    paths = [p for p in paths if p.suffix.lower() in PANDOC_READERS]
-    if not paths:
-        return {}
     args = [item for p in paths for item in (PANDOC_READERS[p.suffix.lower()], str(p))]
     try:
         proc = subprocess.run([pypandoc.get_pandoc_path(), "lua", "-", *args], input=_READ_ALL.encode(),

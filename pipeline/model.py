@@ -9,9 +9,26 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import sys
+import types
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+def _without_pydantic_plugins() -> None:
+    """pydantic looks for plugins when it makes its first model class: it imports
+    ``importlib.metadata`` and reads the entry points of every installed distribution, two to
+    four hundredths of a second of every build that loads the sources. carepress uses no
+    plugin, so that search is answered with none (unless something imported it already)."""
+    name = "pydantic.plugin._loader"
+    if name not in sys.modules:
+        loader = types.ModuleType(name)
+        loader.get_plugins = lambda: ()  # type: ignore[attr-defined]
+        sys.modules[name] = loader
+
+
+_without_pydantic_plugins()
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator  # noqa: E402
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 SLUG_PATTERN = SLUG_RE.pattern

@@ -67,6 +67,14 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess
                           env=full_env, timeout=600)
 
 
+def modules_imported(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` ``code`` imports, run in a fresh interpreter in the repository."""
+    probe = f"{code}\nimport sys\nprint(','.join(sorted(m for m in {modules!r} if m in sys.modules)))\n"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [name for name in done.stdout.strip().split(",") if name]
+
+
 def build_to(out: Path, *args: str) -> Path:
     result = run_cli("build", "--quiet", "--out", str(out), *args)
     assert result.returncode == 0, result.stderr

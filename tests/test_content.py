@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 
 import pytest
-from conftest import SEED, SEED_CONFIG, load_case
+from conftest import SEED, SEED_CONFIG, load_case, modules_imported
 
 EXPECTED_SLUGS = [
     "what-is-cervical-dystonia",
@@ -125,3 +125,16 @@ def test_default_config_needs_nothing(tmp_path):
     assert (c.id, c.title, c.description) == ("living-well-with-tremor", "Living Well With Tremor", "A short guide.")
     assert [t.slug for t in c.topics] == ["what-helps"]
     assert [s.title for s in c.sections] == ["Topics"]
+
+
+def test_loading_plain_text_imports_neither_pandoc_nor_pydantics_plugin_search():
+    """Plain-text sources never need pandoc, and carepress answers pydantic's plugin search with
+    none (it would import importlib.metadata and read every installed distribution's entry
+    points): neither is imported to load the seed, and the models still validate."""
+    probe = ("from pathlib import Path\nfrom pipeline.build import Inputs, load_inputs\n"
+             f"config, loaded = load_inputs(Inputs([Path({str(SEED)!r})], Path({str(SEED_CONFIG)!r}), None))\n"
+             "assert loaded.collection.topics\n"
+             "from pydantic import ValidationError\nfrom pipeline.model import Person\n"
+             "try:\n    Person(name='A', unknown=1)\nexcept ValidationError:\n    pass\n"
+             "else:\n    raise SystemExit('not validated')")
+    assert modules_imported(probe, ("pypandoc", "importlib.metadata")) == []
