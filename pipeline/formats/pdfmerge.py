@@ -38,6 +38,9 @@ class Part:
     dests: dict[str, tuple[int, float, float]]
 
 
+COMPRESSION = 3  # zlib's level for what the assembly compresses (see assemble)
+
+
 def open_part(data: bytes) -> Part:
     import pikepdf
 
@@ -106,6 +109,11 @@ def assemble(front: Part, parts: list[Part], overlay: bytes,
     _dedupe_fonts(out)  # before the overlay gives each page resources of its own
     _overlay(out, template, digits)
     buffer = io.BytesIO()
+    # What qpdf compresses here (the object streams, the rewritten contents and the overlay's
+    # forms; the parts' own streams are copied as they are) at zlib level 3, not 6: the save
+    # takes 0.13 s, not 0.2 to 0.23, on the path of every rebuild, for a booklet 5% larger (1.53
+    # MB, not 1.45, for 1,000 topics). A setting of pikepdf's: only this module saves a PDF.
+    pikepdf.settings.set_flate_compression_level(COMPRESSION)
     out.save(buffer, deterministic_id=True, compress_streams=True,
              object_stream_mode=pikepdf.ObjectStreamMode.generate)
     return buffer.getvalue()
