@@ -114,22 +114,23 @@ def _hold(out, log, n) -> None:
 
 
 def test_a_rebuild_assembles_the_booklet_as_soon_as_its_part_is_back(tmp_path, monkeypatch):
-    """In a small rebuild the booklet's assembly is forked when its new part comes back from the
-    worker (pdf._Assembly), once, whatever this process is making then: the same booklet as a
-    clean build's. The build ends with its garbage collector unfrozen and the booklet's opened
-    parts spared until the next build."""
+    """In a small rebuild the booklet's assembling child is forked while its new part renders and
+    fed the part when it is back (pdf._Assembly): forked by the main thread, as every child is
+    (one forked by another thread hung on an import lock), and the same booklet as a clean
+    build's. The build ends with its garbage collector unfrozen and the booklet's opened parts
+    spared until the next build."""
     import gc
     import threading
 
     from pipeline import formats
     from pipeline.formats import pdf
 
-    forks: list[bool] = []
+    forks: list[tuple[bool, bool]] = []
     fork = formats.Forked.__init__
 
-    def fork_and_look(self, make):
-        forks.append(threading.current_thread() is threading.main_thread())
-        fork(self, make)
+    def fork_and_look(self, make, fed=False):
+        forks.append((threading.current_thread() is threading.main_thread(), fed))
+        fork(self, make, fed)
 
     monkeypatch.setattr(formats.Forked, "__init__", fork_and_look)
     source, out = tmp_path / SEED.name, tmp_path / "out"
@@ -137,7 +138,7 @@ def test_a_rebuild_assembles_the_booklet_as_soon_as_its_part_is_back(tmp_path, m
     formats_wanted = ["content", "pdf", "html"]
     assert build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, out,
                               execution={"jobs": 2}).status == 0
-    assert len(forks) == 1  # a first build assembles the booklet once all is rendered
+    assert forks == [(True, False)]  # a first build assembles the booklet once all is rendered
     forks.clear()
     early = pdf._early_booklet
     started: list = []
@@ -145,7 +146,7 @@ def test_a_rebuild_assembles_the_booklet_as_soon_as_its_part_is_back(tmp_path, m
     source.write_bytes(SEED.read_bytes().replace(b"jerky movements", b"jerky head movements"))
     result = build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, out, execution={"jobs": 2})
     assert result.status == 0, result.diagnostics
-    assert len(started) == 1 and len(forks) == 1
+    assert len(started) == 1 and forks == [(True, True)]
     assert gc.get_freeze_count() == 0
     clean = tmp_path / "clean"
     assert build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, clean, use_cache=False,
@@ -159,42 +160,65 @@ def test_a_rebuild_assembles_the_booklet_as_soon_as_its_part_is_back(tmp_path, m
     assert formats._SPARED == []  # freed as the next build started
 
 
-def test_the_early_assembly_forks_once_every_part_is_back_in_the_thread_that_gets_the_last():
-    """pdf._Assembly: forked by the done-callback of the last of its futures, with the cached
-    and the rendered files; a failed part is raised by result(), and nothing is forked."""
+def test_the_early_assembly_starts_once_every_part_is_back_from_the_thread_that_gets_the_last():
+    """pdf._Assembly: its child (forked beforehand) is fed the rendered files by the done-callback
+    of the last of its futures; a failed part is fed as nothing (the child ends) and raised by
+    result()."""
     import threading
     from concurrent.futures import Future
 
     from pipeline.formats import pdf
 
-    class Made:  # stands in for a Forked
-        def __init__(self, files):
-            self.files, self.thread = files, threading.current_thread()
+    class Child:  # stands in for a fed Forked
+        def __init__(self):
+            self.fed, self.thread = [], None
+
+        def feed(self, value):
+            self.fed.append(value)
+            self.thread = threading.current_thread()
 
         def result(self):
-            return self.files
+            return self.fed[0]
 
-    a, b = Future(), Future()
-    assembly = pdf._Assembly([({"cached": b"c"}, {}, [a]), ({}, {}, [b])], Made)
+    a, b, child = Future(), Future(), Child()
+    assembly = pdf._Assembly([({"cached": b"c"}, {}, [a]), ({}, {}, [b])], child)
     a.set_result(({"a": b"1"}, None, {}))
-    assert assembly._forked is None  # b is not back yet
+    assert child.fed == []  # b is not back yet
     worker = threading.Thread(target=b.set_result, args=(({"b": b"2"}, None, {}),))
     worker.start()
     worker.join()
-    assert assembly._forked.thread is worker
-    assert assembly.result() == {"cached": b"c", "a": b"1", "b": b"2"}
+    assert child.thread is worker
+    assert assembly.result() == {"a": b"1", "b": b"2"}  # the cached files the child has already
 
-    failed = Future()
-    assembly = pdf._Assembly([({}, {}, [failed])], Made)
+    failed, child = Future(), Child()
+    assembly = pdf._Assembly([({}, {}, [failed])], child)
     failed.set_exception(ValueError("a part failed"))
+    assert child.fed == [None]
     try:
         assembly.result()
     except ValueError as exc:
-        assert str(exc) == "a part failed" and assembly._forked is None
+        assert str(exc) == "a part failed"
     else:
         raise AssertionError("a failed part must fail the booklet")
 
-    done = Future()
+    done, child = Future(), Child()
     done.set_result(({"d": b"3"}, None, {}))
-    assert pdf._Assembly([({}, {}, [done])], Made).result() == {"d": b"3"}  # back already: forked at once
-    assert pdf._Assembly([({"e": b"4"}, {}, [])], Made).result() == {"e": b"4"}  # nothing to wait for
+    assert pdf._Assembly([({}, {}, [done])], child).result() == {"d": b"3"}  # back already: fed at once
+    child = Child()
+    assert pdf._Assembly([({"e": b"4"}, {}, [])], child).result() == {}  # nothing to wait for
+
+
+def test_a_fed_child_makes_what_it_is_given_and_ends_on_nothing():
+    from pipeline import formats
+
+    child = formats.Forked(lambda value: value * 2, fed=True)
+    child.feed(b"ab")
+    assert child.result() == b"abab"
+    child = formats.Forked(lambda value: value, fed=True)
+    child.feed(None)
+    try:
+        child.result()
+    except RuntimeError as exc:
+        assert "ended" in str(exc)
+    else:
+        raise AssertionError("a child fed nothing makes nothing")

@@ -177,17 +177,33 @@ class Later(Pending):
 class Forked(Pending):
     """``make()`` run in a forked child process while this one goes on: the child starts from
     this process's memory as it is (open PDFs included), so only the result crosses back.
-    ``result()`` waits for the bytes, or raises what the child raised."""
+    ``result()`` waits for the bytes, or raises what the child raised.
 
-    def __init__(self, make: Callable[[], bytes]):
+    ``fed``: the child waits for one value, given by :meth:`feed` (from any thread), and runs
+    ``make(value)``; ``None`` ends it. So a child can be forked by this process's main thread,
+    at a point where it holds no lock, before what it needs is there: forked by another thread,
+    it could inherit an import lock held by the main thread forever (a module half imported
+    there at that instant) and hang on its first import of that module."""
+
+    def __init__(self, make: Callable[..., bytes], fed: bool = False):
         import multiprocessing
 
         context = multiprocessing.get_context("fork")
         self._receive, send = context.Pipe(duplex=False)
-        self._process = context.Process(target=_forked, args=(make, send), daemon=True)
+        self._take, self._give = context.Pipe(duplex=False) if fed else (None, None)
+        self._process = context.Process(target=_forked, args=(make, send, self._take, self._give), daemon=True)
         self._process.start()
         send.close()
+        if self._take is not None:
+            self._take.close()
         self._value: tuple[bool, object] | None = None
+
+    def feed(self, value: object) -> None:
+        """Give a ``fed`` child its input (``None``: it ends without making anything)."""
+        try:
+            self._give.send(value)
+        finally:
+            self._give.close()
 
     def result(self) -> bytes:
         if self._value is None:
@@ -220,10 +236,21 @@ def free_spared() -> None:
     _SPARED.clear()
 
 
-def _forked(make: Callable[[], bytes], send) -> None:
+def _forked(make: Callable[..., bytes], send, take, give) -> None:
     _ignore_interrupts()
+    if give is not None:
+        give.close()  # the parent's end: with it closed here, the parent gone is an end of input
     try:
-        outcome: tuple[bool, object] = (True, make())
+        if take is None:
+            outcome: tuple[bool, object] = (True, make())
+        else:
+            try:
+                given = take.recv()
+            except EOFError:  # the parent went without feeding this child
+                given = None
+            if given is None:
+                return
+            outcome = (True, make(given))
     except Exception as exc:  # sent back and raised in the parent, as if made there
         outcome = (False, exc)
     try:

@@ -320,24 +320,21 @@ class _Started(NamedTuple):
 
 
 class _Assembly(Pending):
-    """A rebuild's booklet: assembled in a child process (:class:`Forked`) forked the moment its
-    new parts are back from the worker, by the thread that receives them (their futures'
-    done-callback), whatever this process is making then (the EPUB, the site). The assembly is
-    what a small rebuild waits for; before, this process waited for the part, a quarter of a
-    second idle, to fork it, and made the other formats only then. ``result()`` waits for the
-    fork, then for the booklet."""
+    """A rebuild's booklet: assembled by a child (a fed :class:`Forked`) that this process forks
+    while the new parts render and that starts the moment they are back: the thread receiving
+    them from the worker (their futures' done-callback) sends them to it, whatever this process
+    is making then (the EPUB, the site). The assembly is what a small rebuild waits for; before,
+    this process waited for the part, a quarter of a second idle, and forked the child then.
+    ``result()`` waits for the booklet."""
 
-    def __init__(self, handles: list[tuple], make: Callable[[dict[str, bytes]], Forked]):
+    def __init__(self, handles: list[tuple], child: Forked):
         self._futures = [future for handle in handles for future in handle[2]]
-        self._files = {path: data for handle in handles for path, data in handle[0].items()}  # cached
-        self._make = make
+        self._child = child
         self._left = len(self._futures)
         self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._forked: Forked | None = None
         self._error: BaseException | None = None
         if not self._futures:
-            self._fork()
+            self._feed()
         for future in self._futures:
             future.add_done_callback(self._done)
 
@@ -346,24 +343,21 @@ class _Assembly(Pending):
             self._left -= 1
             if self._left:
                 return
-        self._fork()
+        self._feed()
 
-    def _fork(self) -> None:
+    def _feed(self) -> None:
+        files: dict[str, bytes] | None = {}
         try:
-            files = dict(self._files)
             for future in self._futures:
                 files.update(future.result()[0])
-            self._forked = self._make(files)
         except BaseException as exc:  # a part that failed: its stage reports it (render_with)
-            self._error = exc
-        finally:
-            self._ready.set()
+            self._error, files = exc, None
+        self._child.feed(files)
 
     def result(self) -> bytes:
-        self._ready.wait()
-        if self._forked is None:
-            raise self._error or RuntimeError("the booklet was not assembled")
-        return self._forked.result()
+        if self._error is not None:
+            raise self._error
+        return self._child.result()
 
 
 def start(c: Collection, ctx: BuildContext) -> _Started:
@@ -398,15 +392,16 @@ def _early_booklet(c: Collection, names: list[Job], parts: tuple, front: tuple) 
 
     cached = {path: open_part(data) for path, data in parts[0].items()}  # while the new parts render
     opened = open_part(front[0][FRONT]) if FRONT in front[0] else None
+    overlay = front[0].get(OVERLAY)
     outline, labels = _outline(c)
 
-    def make(files: dict[str, bytes]) -> Forked:
+    def make(files: dict[str, bytes]) -> bytes:  # in the child, given the new parts' files
         body = [cached.get(job.path) or open_part(files[job.path]) for job in names]
         head = opened or open_part(files[FRONT])
-        spare(body, head)  # freed after the build (see formats.spare)
-        return Forked(partial(_assemble, head, body, files[OVERLAY], outline, labels))
+        return _assemble(head, body, overlay or files[OVERLAY], outline, labels)
 
-    return _Assembly([parts, front], make)
+    spare(list(cached.values()), opened)  # freed after the build (see formats.spare)
+    return _Assembly([parts, front], Forked(make, fed=True))
 
 
 def _outline(c: Collection) -> tuple[list, dict[str, str]]:
