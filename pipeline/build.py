@@ -257,8 +257,22 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
 
     rank = {fmt.name: n for n, fmt in enumerate(stages)}
     first, ranks = len(diagnostics), []  # each start's and render's diagnostics, then reported in stage order
-
-    def render(fmt) -> BuildResult | None:
+    t0 = time.perf_counter()
+    # Work for the worker processes first, each stage's in order. In a rebuild (the part cache
+    # holds an earlier build's parts) the stage they warm up for starts first: its few documents
+    # are then queued before the warm worker is ready (and the booklet is assembled as soon as
+    # its new part is back: pdf._Assembly). A first build keeps the order: the captions' work is
+    # queued before the PDFs', and this process never waits for it behind them.
+    for fmt in sorted(stages, key=lambda fmt: rebuild and not fmt.warm_up):
+        try:
+            begin = fmt.starter()
+            if begin is not None:
+                ctx.started[fmt.name] = begin(loaded.collection, ctx)
+        except Exception as exc:
+            return failed(fmt.name, exc)
+        ranks.extend([rank[fmt.name]] * (len(diagnostics) - first - len(ranks)))
+    timings["start"] = time.perf_counter() - t0
+    for fmt in stages:
         step(f"rendering {fmt.name}")
         t0 = time.perf_counter()
         try:
@@ -276,26 +290,6 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
         except CarepressError as exc:
             return failed(fmt.name, exc)
         timings[fmt.name] = time.perf_counter() - t0
-        return None
-
-    t0 = time.perf_counter()
-    # Work for the worker processes first, each stage's in order. In a rebuild (the part cache
-    # holds an earlier build's parts) the stage they warm up for starts first: its few documents
-    # are then queued before the warm worker is ready (and the booklet is assembled as soon as
-    # its new part is back: pdf._Assembly). A first build keeps the order: the captions' work is
-    # queued before the PDFs', and this process never waits for it behind them.
-    for fmt in sorted(stages, key=lambda fmt: rebuild and not fmt.warm_up):
-        try:
-            begin = fmt.starter()
-            if begin is not None:
-                ctx.started[fmt.name] = begin(loaded.collection, ctx)
-        except Exception as exc:
-            return failed(fmt.name, exc)
-        ranks.extend([rank[fmt.name]] * (len(diagnostics) - first - len(ranks)))
-    timings["start"] = time.perf_counter() - t0
-    for fmt in stages:
-        if (result := render(fmt)) is not None:
-            return result
     ranks.extend([len(stages)] * (len(diagnostics) - first - len(ranks)))
     diagnostics[first:] = [d for _, d in sorted(zip(ranks, diagnostics[first:]), key=lambda pair: pair[0])]
     try:

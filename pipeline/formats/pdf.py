@@ -387,20 +387,35 @@ def start(c: Collection, ctx: BuildContext) -> _Started:
     return _Started(run, names, parts, front, handouts, booklet)
 
 
+def _opened(parts: tuple, front: tuple):
+    """The cached parts (from their handle), opened by path, and the front if it was cached:
+    opened while the new ones render. Freed after the build (see formats.spare)."""
+    from .pdfmerge import open_part
+
+    cached = {path: open_part(data) for path, data in parts[0].items()}
+    opened = open_part(front[0][FRONT]) if FRONT in front[0] else None
+    spare(list(cached.values()), opened)
+    return cached, opened
+
+
+def _body(names: list[Job], cached: dict, files: dict[str, bytes]) -> list:
+    """The booklet's body parts in order: each cached one as opened, the others from ``files``."""
+    from .pdfmerge import open_part
+
+    return [cached.get(job.path) or open_part(files[job.path]) for job in names]
+
+
 def _early_booklet(c: Collection, names: list[Job], parts: tuple, front: tuple) -> _Assembly:
     from .pdfmerge import open_part
 
-    cached = {path: open_part(data) for path, data in parts[0].items()}  # while the new parts render
-    opened = open_part(front[0][FRONT]) if FRONT in front[0] else None
+    cached, opened = _opened(parts, front)
     overlay = front[0].get(OVERLAY)
     outline, labels = _outline(c)
 
     def make(files: dict[str, bytes]) -> bytes:  # in the child, given the new parts' files
-        body = [cached.get(job.path) or open_part(files[job.path]) for job in names]
         head = opened or open_part(files[FRONT])
-        return _assemble(head, body, overlay or files[OVERLAY], outline, labels)
+        return _assemble(head, _body(names, cached, files), overlay or files[OVERLAY], outline, labels)
 
-    spare(list(cached.values()), opened)  # freed after the build (see formats.spare)
     return _Assembly([parts, front], Forked(make, fed=True))
 
 
@@ -415,8 +430,6 @@ def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | Pen
     """Every PDF: what :func:`start` sent the workers (or, called alone, sends now), then the
     booklet assembled from its parts while the handouts render (with jobs > 1, in a child
     process: see _booklet), or already being assembled (a rebuild: see _Assembly)."""
-    from .pdfmerge import open_part
-
     begun = ctx.started.get("pdf") or start(c, ctx)
     with begun.run as run:
         if begun.booklet is not None:
@@ -424,13 +437,10 @@ def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | Pen
             run.result(begun.front)
             booklet: bytes | Pending = begun.booklet
         else:
-            # while the others render: the cached parts opened, and the front if it was cached
-            cached = {path: open_part(data) for path, data in begun.parts[0].items()}
-            front = open_part(begun.front[0][FRONT]) if FRONT in begun.front[0] else None
-            rendered = run.result(begun.parts)
-            body = [cached.get(job.path) or open_part(rendered[job.path]) for job in begun.names]
+            cached, front = _opened(begun.parts, begun.front)  # while the others render
+            body = _body(begun.names, cached, run.result(begun.parts))
             booklet = _booklet(c, body, run, begun.front, front)
-            spare(body, front)  # freed after the build (see formats.spare)
+            spare(body)  # the parts rendered now, too
         files: dict[str, bytes | Pending] = {path: data for handle in begun.handouts for path, data in run.result(handle).items()}
         run.keep_counts()
     files[f"pdf/{c.id}-booklet.pdf"] = booklet
