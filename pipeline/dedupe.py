@@ -16,18 +16,17 @@ block puts it.
 
 from __future__ import annotations
 
-import gc
 import heapq
 import json
 import re
 import unicodedata
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable
 
 from rapidfuzz import fuzz
 
+from .collector import paused
 from .diagnostics import Diagnostic, info, warning
 from .ingest import Segment
 from .model import ListBlock, Paragraph, SourceSpan, blocks_text
@@ -207,22 +206,10 @@ def _word_count(blocks: tuple[Paragraph | ListBlock, ...]) -> int:
     return len(blocks_text(blocks).split())
 
 
-@contextmanager
-def _no_cycle_collection():
-    """The cyclic garbage collector paused: dedupe makes a few objects per segment and frees
-    none of them, so every collection it would start only walks the growing heap again (a
-    third of the time for 100,000 segments). Plain reference counting still frees as usual."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def dedupe(segments: Iterable[Segment]) -> DedupeResult:
-    with _no_cycle_collection():
+    # dedupe makes a few objects per segment and frees none of them: a collection would only
+    # walk the growing heap again (a third of the time for 100,000 segments)
+    with paused():
         return _dedupe(segments)
 
 

@@ -59,7 +59,8 @@ def fork_pool(jobs: int):
 
 def _worker_start(parent: int) -> None:
     """A forked worker: what it inherited is never garbage (``gc.freeze``), and the renderers'
-    many short-lived objects are collected less often (a few per cent of their time otherwise).
+    many short-lived objects are collected less often (a few per cent of their time otherwise),
+    but collected: a build pauses the collector (``collector.paused``) and its workers inherit that.
     Ctrl-C is the parent's to handle (it reports it and ends its workers): not a traceback from each."""
     import gc
 
@@ -67,6 +68,7 @@ def _worker_start(parent: int) -> None:
     _end_with_parent(parent)
     gc.freeze()
     gc.set_threshold(20_000, 20, 50)
+    gc.enable()
 
 
 def _end_with_parent(parent: int) -> None:
