@@ -17,7 +17,6 @@ from functools import lru_cache, partial
 from typing import Callable, NamedTuple
 
 import jinja2
-import segno
 
 from ..diagnostics import CarepressError, error, warning
 from ..model import Collection, Organisation, Person, Section, Topic
@@ -32,6 +31,8 @@ def _environment() -> jinja2.Environment:
 
 @lru_cache(maxsize=4096)  # a topic's code goes into its handout, large print and booklet part
 def qr_data_url(url: str) -> str:
+    import segno  # only for a topic with a video URL (30 ms of imports: a rebuild may need none)
+
     svg = segno.make(url, error="m").svg_inline(scale=4, dark="#000", light="#fff", border=2, omitsize=False)
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 

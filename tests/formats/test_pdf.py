@@ -469,3 +469,17 @@ def test_fast_weasyprint_import_gives_the_pdfs_a_plain_import_gives():
     assert len(plain["pdfs"]) > 10
     unknown = _probe("unknown")  # the fallback: WeasyPrint imported again, as it is
     assert unknown["ffi"] == "cffi.api" and unknown["pdfs"] == plain["pdfs"]
+
+
+def test_pdfs_of_topics_without_a_video_import_no_qr_code_library():
+    """segno (and the urllib it imports: 30 ms) is imported only to draw a QR code: the seed's
+    topics have no video URL, so neither its handouts' nor its booklet parts' HTML needs it."""
+    from conftest import SEED, SEED_CONFIG, modules_imported
+
+    probe = ("from pathlib import Path\nfrom pipeline.build import Inputs, load_inputs\n"
+             "from pipeline.formats import pdf\n"
+             f"config, loaded = load_inputs(Inputs([Path({str(SEED)!r})], Path({str(SEED_CONFIG)!r}), None))\n"
+             "c = loaded.collection\n"
+             "jobs = pdf.booklet_parts(c) + pdf._handouts(c, pdf.Printed.of(c))\n"
+             "assert all('<html' in job.html() for job in jobs)")
+    assert modules_imported(probe, ("segno",)) == []
