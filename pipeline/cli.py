@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -151,6 +152,10 @@ def _build_request(args: argparse.Namespace) -> tuple[list[str], dict[str, objec
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    # The build pauses the cyclic garbage collector (collector.paused). The command is the
+    # process's last act (run ends it at once), so the collector stays off: turned on after the
+    # build, its first pass would walk all the build made (40 to 90 ms) on the way out.
+    gc.disable()
     request = _build_request(args)
     if isinstance(request, int):
         return request
