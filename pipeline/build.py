@@ -290,6 +290,13 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
     ranks.extend([len(stages)] * (len(diagnostics) - first - len(ranks)))
     diagnostics[first:] = [d for _, d in sorted(zip(ranks, diagnostics[first:]), key=lambda pair: pair[0])]
     try:
+        if ctx.parts is not None:  # the cache's packs, written while what is pending is made
+            packs = ctx.parts.files()
+            files.update(packs)
+            publication.add(packs)
+    except Exception as exc:
+        return failed("writing outputs", exc)
+    try:
         t0 = time.perf_counter()
         pending = [name for name, data in files.items() if isinstance(data, Pending)]
         files = settle(files)
@@ -301,12 +308,7 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
     step("writing outputs")
     t0 = time.perf_counter()
     try:
-        late = {name: files[name] for name in pending}  # made in a child process: not added yet
-        if ctx.parts is not None:
-            packs = ctx.parts.files()
-            late.update(packs)
-            files.update(packs)
-        publication.add(late)
+        publication.add({name: files[name] for name in pending})  # made in a child process: not added yet
         stats = publication.commit()
         if ctx.parts is not None:
             prune(out, cache.PARTS_DIR, ctx.parts.keep())

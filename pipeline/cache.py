@@ -241,6 +241,7 @@ class PartCache:
         self.used: set[str] = set()
         self.new: dict[str, bytes] = {}
         self._packs: dict[str, dict[str, bytes]] = {}
+        self._sealed = False  # the packs are made: no part may be used or added any more
 
     @staticmethod
     def key(*parts: str | bytes) -> str:
@@ -260,6 +261,7 @@ class PartCache:
         return self._packs[shard]
 
     def get(self, key: str) -> bytes | None:
+        self._open()
         if key in self.new:
             return self.new[key]
         if not _KEY.match(key):
@@ -270,10 +272,18 @@ class PartCache:
         return data
 
     def put(self, key: str, data: bytes) -> None:
+        self._open()
         self.new[key] = data
 
+    def _open(self) -> None:
+        if self._sealed:
+            raise RuntimeError("the part cache's packs are made: a part used or added now would be lost")
+
     def files(self) -> dict[str, bytes]:
-        """The packs to publish: each that gains a part or loses one this build did not use."""
+        """The packs to publish: each that gains a part or loses one this build did not use.
+        Made once every stage has rendered (what they left pending uses no part), so they are
+        written while the booklet is still being assembled; using the cache after is an error."""
+        self._sealed = True
         new: dict[str, dict[str, bytes]] = {}
         for key, data in self.new.items():
             new.setdefault(shard(key), {})[key] = data

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pikepdf
+import pytest
 
 from conftest import ROOT, SEED, SEED_CONFIG, run_cli
 
@@ -171,3 +172,18 @@ def test_library_versions_are_importlib_metadatas(tmp_path, monkeypatch):
     (tmp_path / "jinja2-0.0.1.dist-info").mkdir()  # later on sys.path than the installed one: not used
     monkeypatch.setattr(sys, "path", [*sys.path, str(tmp_path)])
     assert library_versions(["some.lib", "jinja2"]) == {"some.lib": "1.2.3", "jinja2": metadata.version("jinja2")}
+
+
+def test_the_part_cache_is_sealed_once_its_packs_are_made(tmp_path):
+    """The build makes the packs once every stage has rendered and writes them while the booklet
+    is still being assembled: a part used or added after that would be lost, so it is an error."""
+    cache = PartCache(tmp_path)
+    key = PartCache.key("a part")
+    cache.put(key, b"data")
+    assert cache.get(key) == b"data"
+    packs = cache.files()
+    assert len(packs) == 1
+    with pytest.raises(RuntimeError):
+        cache.put(PartCache.key("late"), b"more")
+    with pytest.raises(RuntimeError):
+        cache.get(key)
