@@ -139,11 +139,14 @@ def _between_builds(stages: list) -> None:
     stage's module: an up-to-date build imports none of it, so the first edit paid 0.26 s for
     them) is imported now, and what the last build spared (see formats.spare) is freed and its
     garbage collected now, not by a full pass in the middle of the next build (0.1 s of a
-    one-topic rebuild)."""
+    one-topic rebuild). A child that assembled the last booklet, ended but not waited for
+    (formats.Forked.result), is reaped."""
     import gc
     import importlib
+    import multiprocessing
 
     free_spared()
+    multiprocessing.active_children()  # reaps the children that have ended
 
     for name in (".config", ".content"):
         importlib.import_module(name, __package__)

@@ -116,21 +116,21 @@ def _hold(out, log, n) -> None:
 def test_a_rebuild_assembles_the_booklet_as_soon_as_its_part_is_back(tmp_path, monkeypatch):
     """In a small rebuild the booklet's assembling child is forked while its new part renders and
     fed the part when it is back (pdf._Assembly): forked by the main thread, as every child is
-    (one forked by another thread hung on an import lock), and the same booklet as a clean
-    build's. The build ends with the garbage collector on again and the booklet's opened parts
-    spared until the next build."""
+    (one forked by another thread hung on an import lock), it opens the cached parts itself
+    meanwhile, and makes the same booklet as a clean build's. The build ends with the garbage
+    collector on again; a first build's opened parts are spared until the next build."""
     import gc
     import threading
 
     from pipeline import formats
     from pipeline.formats import pdf
 
-    forks: list[tuple[bool, bool]] = []
+    forks: list[tuple[bool, bool, bool]] = []
     fork = formats.Forked.__init__
 
-    def fork_and_look(self, make, fed=False):
-        forks.append((threading.current_thread() is threading.main_thread(), fed))
-        fork(self, make, fed)
+    def fork_and_look(self, make, fed=False, prepare=None):
+        forks.append((threading.current_thread() is threading.main_thread(), fed, prepare is not None))
+        fork(self, make, fed, prepare)
 
     monkeypatch.setattr(formats.Forked, "__init__", fork_and_look)
     source, out = tmp_path / SEED.name, tmp_path / "out"
@@ -138,7 +138,7 @@ def test_a_rebuild_assembles_the_booklet_as_soon_as_its_part_is_back(tmp_path, m
     formats_wanted = ["content", "pdf", "html"]
     assert build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, out,
                               execution={"jobs": 2}).status == 0
-    assert forks == [(True, False)]  # a first build assembles the booklet once all is rendered
+    assert forks == [(True, False, False)]  # a first build assembles the booklet once all is rendered
     forks.clear()
     early = pdf._early_booklet
     started: list = []
@@ -146,7 +146,8 @@ def test_a_rebuild_assembles_the_booklet_as_soon_as_its_part_is_back(tmp_path, m
     source.write_bytes(SEED.read_bytes().replace(b"jerky movements", b"jerky head movements"))
     result = build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, out, execution={"jobs": 2})
     assert result.status == 0, result.diagnostics
-    assert len(started) == 1 and forks == [(True, True)]
+    assert len(started) == 1 and forks == [(True, True, True)]  # the child opens the cached parts
+    assert formats._SPARED == []  # so this process opened none
     assert gc.isenabled()
     clean = tmp_path / "clean"
     assert build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, clean, use_cache=False,
@@ -154,7 +155,7 @@ def test_a_rebuild_assembles_the_booklet_as_soon_as_its_part_is_back(tmp_path, m
     assert (out / "pdf/dystonia-education-booklet.pdf").read_bytes() == \
         (clean / "pdf/dystonia-education-booklet.pdf").read_bytes()
     spared = list(formats._SPARED)
-    assert spared and all(part.pdf.pages for part in spared[0])  # the opened parts, not yet freed
+    assert spared and all(part.pdf.pages for part in spared[0])  # a first build's opened parts, not yet freed
     assert build_module.build(Inputs([source], SEED_CONFIG, None), formats_wanted, out,
                               execution={"jobs": 2}).cached
     assert formats._SPARED == []  # freed as the next build started
@@ -222,6 +223,18 @@ def test_a_fed_child_makes_what_it_is_given_and_ends_on_nothing():
         assert "ended" in str(exc)
     else:
         raise AssertionError("a child fed nothing makes nothing")
+    # what it prepares before it waits is made's first argument; what preparing raised, its result
+    child = formats.Forked(lambda ready, value: ready + value, fed=True, prepare=lambda: b"ready:")
+    child.feed(b"fed")
+    assert child.result() == b"ready:fed"
+    child = formats.Forked(lambda ready, value: value, fed=True, prepare=lambda: 1 / 0)
+    child.feed(b"fed")
+    try:
+        child.result()
+    except ZeroDivisionError:
+        pass
+    else:
+        raise AssertionError("a failed preparation is the child's result")
 
 
 def test_a_build_pauses_the_garbage_collector_and_its_workers_collect(tmp_path, monkeypatch):

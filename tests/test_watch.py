@@ -44,6 +44,8 @@ def _published(folder: Path) -> dict[str, bytes]:
 
 
 def _children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (not one that has ended and is not yet reaped: a
+    booklet's assembling child is reaped by the next process the build starts, or between builds)."""
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -51,7 +53,8 @@ def _children(pid: int) -> set[int]:
                 stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            state, parent = stat.rsplit(")", 1)[1].split()[:2]
+            if int(parent) == pid and state != "Z":
                 found.add(int(entry))
     return found
 
