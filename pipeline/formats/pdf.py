@@ -368,9 +368,10 @@ def start(c: Collection, ctx: BuildContext) -> _Started:
     """Send the workers what is not cached: the booklet's front and overlay first (the front,
     a long contents, is the longest single document), then its topic parts, then the handouts.
 
-    When few documents are new (a rebuild), the new parts go first (the front's HTML, rendered to
-    find it in the cache, would hold them back a tenth of a second), the cached parts are opened
-    while they render, and the booklet is assembled as soon as they are back (_Assembly)."""
+    When few parts are new (a rebuild), they go first (the front's HTML, rendered to find it in
+    the cache, would hold them back a tenth of a second), then the child that assembles the
+    booklet is forked: it opens the cached parts while they render and assembles as soon as they
+    are back (_Assembly)."""
     paper = str(ctx.options.get("paper") or ctx.config.pdf.paper)
     jobs = max(1, int(ctx.options.get("jobs") or 1))
     run = _Scheduler(ctx, paper, ctx.source_date_epoch, jobs)
@@ -383,11 +384,13 @@ def start(c: Collection, ctx: BuildContext) -> _Started:
     else:
         front = run.submit(_front(c), chunk=1)
         parts = run.dispatch(*parts, chunk=1)
+    booklet = None
+    if jobs > 1 and (parts[0] or front[0]) and len(parts[2]) + len(front[2]) <= FEW:
+        # a rebuild with few new parts: the child is forked before the handouts are looked up
+        # (a tenth of a second), opens the cached parts meanwhile and is ready when they are back
+        booklet = _early_booklet(c, names, parts, front)
     files, keys, todo = run.lookup(_handouts(c, printed))
     handouts = [run.dispatch(files, keys, todo)]
-    booklet = None
-    if jobs > 1 and len(todo) + len(parts[2]) + len(front[2]) <= FEW:
-        booklet = _early_booklet(c, names, parts, front)
     return _Started(run, names, parts, front, handouts, booklet)
 
 
