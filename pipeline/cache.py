@@ -275,6 +275,11 @@ class PartCache:
         self._open()
         self.new[key] = data
 
+    def hold(self, keys: Iterable[str]) -> None:
+        """Keep these parts (if cached) though this build does not read them."""
+        self._open()
+        self.used.update(keys)
+
     def _open(self) -> None:
         if self._sealed:
             raise RuntimeError("the part cache's packs are made: a part used or added now would be lost")

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 from functools import lru_cache, partial
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
 import jinja2
 
@@ -23,6 +23,9 @@ from ..model import Collection, Organisation, Person, Section, Topic
 from . import BuildContext, Forked, Pending, fork_pool, spare
 from .common import SectionHead, pdf_page_count, template_environment
 from .pdfrender import Document, Fetches, render_part
+
+if TYPE_CHECKING:
+    from ..cache import PartCache
 
 
 def _environment() -> jinja2.Environment:
@@ -35,6 +38,30 @@ def qr_data_url(url: str) -> str:
 
     svg = segno.make(url, error="m").svg_inline(scale=4, dark="#000", light="#fff", border=2, omitsize=False)
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+class QRCodes:
+    """Each video URL's QR code (:func:`qr_data_url`), drawn once and kept in the part cache:
+    segno takes 8 to 12 ms a code here (most of it choosing the mask), and a rebuild draws one
+    for every topic of a booklet part it renders again (14 on average), before the part can be
+    queued. Every URL's code is kept while its topic is there, rendered again or not (a code
+    this build does not use would be pruned, and drawn again when its part next changes)."""
+
+    def __init__(self, parts: PartCache | None, urls: Iterable[str]):
+        self.parts = parts
+        self.keys = {url: parts.key("qr", url) for url in urls} if parts is not None else {}
+        if parts is not None:
+            parts.hold(self.keys.values())
+
+    def __call__(self, url: str) -> str:
+        if self.parts is None:
+            return qr_data_url(url)
+        key = self.keys.get(url) or self.parts.key("qr", url)
+        data = self.parts.get(key)
+        if data is None:
+            data = qr_data_url(url).encode("ascii")
+            self.parts.put(key, data)
+        return data.decode("ascii")
 
 
 class Masthead(NamedTuple):
@@ -85,16 +112,17 @@ class Job(NamedTuple):
     kind: str = "document"
 
 
-def handout_html(c: Collection | Masthead, topic: Topic, section: Section | SectionHead | None = None) -> str:
+def handout_html(c: Collection | Masthead, topic: Topic, section: Section | SectionHead | None = None,
+                 qr_code: Callable[[str], str] = qr_data_url) -> str:
     """A handout's HTML (the large print is the same with one more stylesheet)."""
     if section is None and isinstance(c, Collection):
         section = next((s for s in c.sections if s.slug == topic.section), None)
-    qr = qr_data_url(topic.media.video_url) if topic.media.video_url else ""
+    qr = qr_code(topic.media.video_url) if topic.media.video_url else ""
     return _environment().get_template("handout.html").render(
         c=c, topic=topic, section=section, qr=qr)
 
 
-def _handouts(c: Collection, printed: Printed) -> list[Job]:
+def _handouts(c: Collection, printed: Printed, qr_code: Callable[[str], str] = qr_data_url) -> list[Job]:
     """A handout and a large-print handout per topic, in topic order."""
     head = Masthead.of(c)
     head_key = head.key()
@@ -103,7 +131,7 @@ def _handouts(c: Collection, printed: Printed) -> list[Job]:
     for topic in c.topics:
         shown, section = printed.topics[topic.slug], sections.get(topic.section)
         identity = json.dumps([head_key, section, printed.keys[topic.slug]])
-        html = lru_cache(maxsize=1)(partial(handout_html, head, shown, section))  # made once for both
+        html = lru_cache(maxsize=1)(partial(handout_html, head, shown, section, qr_code))  # made once for both
         jobs.append(Job(f"pdf/{topic.slug}.pdf", "handout" + identity, html, ("base",)))
         jobs.append(Job(f"pdf/large-print/{topic.slug}.pdf", "large" + identity, html, ("base", "large")))
     return jobs
@@ -133,13 +161,14 @@ def part_runs(slugs: list[str]) -> list[list[str]]:
     return [run for run in runs if run] or [[]]
 
 
-def booklet_part_html(head: Masthead, section: SectionHead, topics: list[Topic], first: bool) -> str:
-    qrs = {t.slug: qr_data_url(t.media.video_url) if t.media.video_url else "" for t in topics}
+def booklet_part_html(head: Masthead, section: SectionHead, topics: list[Topic], first: bool,
+                      qr_code: Callable[[str], str] = qr_data_url) -> str:
+    qrs = {t.slug: qr_code(t.media.video_url) if t.media.video_url else "" for t in topics}
     return _environment().get_template("booklet_part.html").render(
         c=head, section=section, topics=topics, first=first, qrs=qrs)
 
 
-def booklet_parts(c: Collection, printed: Printed | None = None) -> list[Job]:
+def booklet_parts(c: Collection, printed: Printed | None = None, qr_code: Callable[[str], str] = qr_data_url) -> list[Job]:
     """The parts of the booklet's body, in order: each section's topics cut by :func:`part_runs`.
     A part is named by its section and first topic, so its cache key stays when parts before
     it change."""
@@ -153,7 +182,7 @@ def booklet_parts(c: Collection, printed: Printed | None = None) -> list[Job]:
             first = n == 0
             identity = json.dumps([head_key, shown, first, [printed.keys[s] for s in run]])
             parts.append(Job(f"{PART_PREFIX}{section.slug}/{run[0] if run else ''}", identity,
-                             partial(booklet_part_html, head, shown, [printed.topics[s] for s in run], first),
+                             partial(booklet_part_html, head, shown, [printed.topics[s] for s in run], first, qr_code),
                              ("base", "booklet"), "part"))
     return parts
 
@@ -376,7 +405,8 @@ def start(c: Collection, ctx: BuildContext) -> _Started:
     jobs = max(1, int(ctx.options.get("jobs") or 1))
     run = _Scheduler(ctx, paper, ctx.source_date_epoch, jobs)
     printed = Printed.of(c)
-    names = booklet_parts(c, printed)
+    qr_code = QRCodes(ctx.parts, (t.media.video_url for t in c.topics if t.media.video_url))
+    names = booklet_parts(c, printed, qr_code)
     parts = run.lookup(names)
     if len(parts[2]) <= FEW:
         parts = run.dispatch(*parts, chunk=1)
@@ -389,7 +419,7 @@ def start(c: Collection, ctx: BuildContext) -> _Started:
         # a rebuild with few new parts: the child is forked before the handouts are looked up
         # (a tenth of a second), opens the cached parts meanwhile and is ready when they are back
         booklet = _early_booklet(c, names, parts, front)
-    files, keys, todo = run.lookup(_handouts(c, printed))
+    files, keys, todo = run.lookup(_handouts(c, printed, qr_code))
     handouts = [run.dispatch(files, keys, todo)]
     return _Started(run, names, parts, front, handouts, booklet)
 

@@ -483,3 +483,37 @@ def test_pdfs_of_topics_without_a_video_import_no_qr_code_library():
              "jobs = pdf.booklet_parts(c) + pdf._handouts(c, pdf.Printed.of(c))\n"
              "assert all('<html' in job.html() for job in jobs)")
     assert modules_imported(probe, ("segno",)) == []
+
+
+def test_qr_codes_are_drawn_once_and_kept_in_the_part_cache(tmp_path, monkeypatch):
+    """A rebuild that renders a booklet part again draws none of its topics' QR codes (8 to 12 ms
+    each): they come from the part cache, where every video URL's code is kept while its topic
+    is there, even through builds that render nothing with it; the PDFs are a clean build's."""
+    from pipeline import build as build_module
+    from pipeline.build import Inputs
+    from pipeline.cache import PARTS_DIR, PartCache, entries
+    from pipeline.formats import pdf
+
+    case = CASES / "video"
+    source, config = tmp_path / "source.txt", tmp_path / "collection.toml"
+    source.write_bytes((case / "source.txt").read_bytes())
+    config.write_bytes((case / "collection.toml").read_bytes())
+    urls = ["https://videos.example.org/tremor/what-is-essential-tremor",
+            "https://videos.example.org/tremor/living-part-1"]
+    out = tmp_path / "out"
+    assert build_module.build(Inputs([source], config, None), ["content", "pdf"], out).status == 0
+    codes = {PartCache.key("qr", url) for url in urls}
+    assert codes <= set(entries(out / PARTS_DIR))
+    drawn: list[str] = []
+    draw = pdf.qr_data_url
+    monkeypatch.setattr(pdf, "qr_data_url", lambda url: drawn.append(url) or draw(url))
+    # part 2 has no video, but its booklet part holds part 1, which has one; the other section's
+    # part (and its code) is not rendered again
+    source.write_text(source.read_text().replace("physical therapy", "physiotherapy"))
+    assert build_module.build(Inputs([source], config, None), ["content", "pdf"], out).status == 0
+    assert drawn == [] and codes <= set(entries(out / PARTS_DIR))
+    clean = tmp_path / "clean"
+    assert build_module.build(Inputs([source], config, None), ["content", "pdf"], clean, use_cache=False).status == 0
+    assert set(drawn) == set(urls)  # no cache: drawn as they are needed
+    for name in ("pdf/tremor-talks-booklet.pdf", "pdf/living-with-tremor-part-1.pdf"):
+        assert (out / name).read_bytes() == (clean / name).read_bytes()
