@@ -48,9 +48,9 @@ class QRCodes:
     this build does not use would be pruned, and drawn again when its part next changes)."""
 
     def __init__(self, parts: PartCache | None, urls: Iterable[str]):
-        self.parts = parts
-        self.keys = {url: parts.key("qr", url) for url in urls} if parts is not None else {}
+        self.parts, self.keys = parts, {}
         if parts is not None:
+            self.keys = {url: parts.key("qr", url) for url in urls}
             parts.hold(self.keys.values())
 
     def __call__(self, url: str) -> str:
@@ -424,13 +424,18 @@ def start(c: Collection, ctx: BuildContext) -> _Started:
     return _Started(run, names, parts, front, handouts, booklet)
 
 
-def _opened(parts: tuple, front: tuple):
-    """The cached parts (from their handle), opened by path, and the front if it was cached:
-    opened while the new ones render. Freed after the build (see formats.spare)."""
+def _open_cached(parts: tuple, front: tuple) -> tuple[dict, object]:
+    """The cached parts (from their handle), opened by path, and the front if it was cached."""
     from .pdfmerge import open_part
 
-    cached = {path: open_part(data) for path, data in parts[0].items()}
-    opened = open_part(front[0][FRONT]) if FRONT in front[0] else None
+    return ({path: open_part(data) for path, data in parts[0].items()},
+            open_part(front[0][FRONT]) if FRONT in front[0] else None)
+
+
+def _opened(parts: tuple, front: tuple) -> tuple[dict, object]:
+    """:func:`_open_cached` in this process, while the new parts render (a first build): freed
+    after the build (see formats.spare)."""
+    cached, opened = _open_cached(parts, front)
     spare(list(cached.values()), opened)
     return cached, opened
 
@@ -450,16 +455,13 @@ def _early_booklet(c: Collection, names: list[Job], parts: tuple, front: tuple) 
     overlay = front[0].get(OVERLAY)
     outline, labels = _outline(c)
 
-    def prepare() -> tuple:  # in the child, before the new parts are back
-        cached = {path: open_part(data) for path, data in parts[0].items()}
-        return cached, open_part(front[0][FRONT]) if FRONT in front[0] else None
-
     def make(opened: tuple, files: dict[str, bytes]) -> bytes:  # in the child, given the new parts' files
         cached, head = opened
         head = head or open_part(files[FRONT])
         return _assemble(head, _body(names, cached, files), overlay or files[OVERLAY], outline, labels)
 
-    return _Assembly([parts, front], Forked(make, fed=True, prepare=prepare))
+    # the child opens the cached parts before the new ones are back
+    return _Assembly([parts, front], Forked(make, fed=True, prepare=partial(_open_cached, parts, front)))
 
 
 def _outline(c: Collection) -> tuple[list, dict[str, str]]:
