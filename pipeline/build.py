@@ -252,6 +252,13 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
         message = f"{name} failed: {type(exc).__name__}: {exc} (set CAREPRESS_DEBUG=1 for a traceback)"
         return BuildResult(1, ctx.diagnostics + [error("CP130", message)], loaded=loaded, timings=timings)
 
+    early: set[str] = set()  # files handed over before their stage returned, written already
+
+    def hand_over(made: Mapping[str, bytes]) -> None:
+        publication.add(made)
+        early.update(made)
+
+    ctx.early = hand_over
     rank = {fmt.name: n for n, fmt in enumerate(stages)}
     first, ranks = len(diagnostics), []  # each start's and render's diagnostics, then reported in stage order
     t0 = time.perf_counter()
@@ -283,7 +290,8 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
         files.update(produced)
         ctx.rendered.update(produced)
         try:
-            publication.add({name: data for name, data in produced.items() if not isinstance(data, Pending)})
+            publication.add({name: data for name, data in produced.items()
+                             if not isinstance(data, Pending) and name not in early})
         except CarepressError as exc:
             return failed(fmt.name, exc)
         timings[fmt.name] = time.perf_counter() - t0

@@ -47,6 +47,10 @@ class BuildContext:
     pages: dict[str, int] = field(default_factory=dict)
     # What each format's ``start`` returned (see Format.starter), by format name.
     started: dict[str, object] = field(default_factory=dict)
+    # Hands over files a stage has made before it returns (the PDF stage's handouts, as each
+    # worker's chunk comes back), so the build writes them to its staging folder meanwhile, not
+    # all at the end; the stage returns them too. None: nothing is handed over early.
+    early: Callable[[Mapping[str, bytes]], None] | None = None
 
 
 def fork_pool(jobs: int):

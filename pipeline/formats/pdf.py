@@ -284,8 +284,12 @@ class _Scheduler:
     def submit(self, jobs: list[Job], chunk: int | None = None):
         return self.dispatch(*self.lookup(jobs), chunk=chunk)
 
-    def result(self, handle) -> dict[str, bytes]:
+    def result(self, handle, early: Callable[[dict[str, bytes]], None] | None = None) -> dict[str, bytes]:
+        """The handle's files; ``early`` is given those rendered now, each worker's chunk as it
+        comes back (the cached ones were there from the start)."""
         files, keys, results = handle
+        if early is not None and files:
+            early(dict(files))
         for result in results:
             part_files, part_fetches, part_pages = result if isinstance(result, tuple) else result.result()
             files.update(part_files)
@@ -296,6 +300,8 @@ class _Scheduler:
                 for path, data in part_files.items():
                     self.ctx.parts.put(keys[path], data)
                     self.counts[keys[path]] = part_pages[path]
+            if early is not None and not part_fetches.refused:
+                early(part_files)
         if self.fetches.refused:
             raise CarepressError([error("CP130", f"pdf: refused to fetch {u!r}") for u in self.fetches.refused])
         return files
@@ -486,7 +492,8 @@ def render_with(c: Collection, ctx: BuildContext) -> tuple[dict[str, bytes | Pen
             body = _body(begun.names, cached, run.result(begun.parts))
             booklet = _booklet(c, body, run, begun.front, front)
             spare(body)  # the parts rendered now, too
-        files: dict[str, bytes | Pending] = {path: data for handle in begun.handouts for path, data in run.result(handle).items()}
+        files: dict[str, bytes | Pending] = {path: data for handle in begun.handouts
+                                             for path, data in run.result(handle, ctx.early).items()}
         run.keep_counts()
     files[f"pdf/{c.id}-booklet.pdf"] = booklet
     ctx.pages.update((path, n) for path, n in run.pages.items() if path in files)

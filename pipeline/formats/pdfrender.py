@@ -274,8 +274,12 @@ class _Styles(NamedTuple):
 
 _STYLES: dict[str, _Styles] = {}
 # Handouts laid out together (Renderer.handouts): each starts a page, and only single-page
-# handouts are kept from it, so the footer is the one a single page shows.
-TOGETHER = '@page { @bottom-right { content: "Page 1 of 1"; } } header.masthead { break-before: page; }'
+# handouts are kept from it, so the footer is the one a single page shows, and the running
+# header is the one a first page shows: none (its strings are "first-except"). Without them
+# WeasyPrint lays out two margin boxes fewer a page (2% of a handout's instructions, counted by
+# callgrind; the same bytes, tested).
+TOGETHER = ('@page { @top-left { content: none; } @top-right { content: none; }'
+            ' @bottom-right { content: "Page 1 of 1"; } } header.masthead { break-before: page; }')
 
 
 def _styles(paper: str) -> _Styles:

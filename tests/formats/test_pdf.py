@@ -346,6 +346,26 @@ def test_parallel_rendering_gives_the_same_bytes(tmp_path):
     assert len(serial) == 21 and fetches.refused == []
 
 
+def test_handouts_are_handed_over_as_each_chunk_comes_back(tmp_path):
+    """``ctx.early`` gets every handout once, as its worker's chunk comes back (so the build
+    writes them while the others render), the same bytes the stage returns; never a booklet
+    part, and the booklet only with the stage's files."""
+    source = tmp_path / "many.txt"
+    topics = "\n\n".join(f"Topic Number {n}\n\nThis is the text of topic {n}, about care and daily life."
+                         for n in range(1, 31))
+    source.write_text(f"Many Topics\n\nA collection with thirty topics.\n\n{topics}\n")
+    config, loaded = load_case(source)
+    for jobs in (1, 2):
+        handed: list[dict[str, bytes]] = []
+        ctx = BuildContext(config=config, source_date_epoch=0, options={"jobs": jobs}, early=handed.append)
+        files = settle(render_with(loaded.collection, ctx)[0])
+        names = [name for chunk in handed for name in chunk]
+        assert sorted(names) == sorted(name for name in files if not name.endswith("-booklet.pdf"))
+        assert len(names) == 60 and all(files[name] == data for chunk in handed for name, data in chunk.items())
+        if jobs == 2:  # chunk by chunk, not all at once
+            assert len(handed) > 1
+
+
 def test_page_numbers_are_written_in_right_aligned():
     """The assembly writes page numbers over tabular-digit placeholders: each run of digits
     becomes the next number, and its text run moves left by what it grew (kerning kept)."""
