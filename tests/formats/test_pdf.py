@@ -348,8 +348,8 @@ def test_parallel_rendering_gives_the_same_bytes(tmp_path):
 
 def test_handouts_are_handed_over_as_each_chunk_comes_back(tmp_path):
     """``ctx.early`` gets every handout once, as its worker's chunk comes back (so the build
-    writes them while the others render), the same bytes the stage returns; never a booklet
-    part, and the booklet only with the stage's files."""
+    writes them while the others render), with the bytes the stage returns; never a booklet
+    part, nor the booklet, which the stage returns (pending) as before."""
     source = tmp_path / "many.txt"
     topics = "\n\n".join(f"Topic Number {n}\n\nThis is the text of topic {n}, about care and daily life."
                          for n in range(1, 31))
