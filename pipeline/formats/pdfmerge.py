@@ -113,8 +113,11 @@ def assemble(front: Part, parts: list[Part], overlay: bytes,
     # forms; the parts' own streams are copied as they are) at zlib level 3, not 6: the save
     # takes 0.13 s, not 0.2 to 0.23, on the path of every rebuild, for a booklet 5% larger (1.53
     # MB, not 1.45, for 1,000 topics). A setting of pikepdf's: only this module saves a PDF.
+    # The front's XMP metadata (WeasyPrint's, as in every handout) is kept as it is: pikepdf would
+    # parse it with lxml to update a PDF version it does not hold, and write it again (about 20
+    # ms of the assembling child, most of it imports).
     pikepdf.settings.set_flate_compression_level(COMPRESSION)
-    out.save(buffer, deterministic_id=True, compress_streams=True,
+    out.save(buffer, deterministic_id=True, compress_streams=True, fix_metadata_version=False,
              object_stream_mode=pikepdf.ObjectStreamMode.generate)
     return buffer.getvalue()
 
