@@ -368,16 +368,18 @@ def test_parallel_captions_give_the_same_bytes_and_warnings(tmp_path):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("ab &<>\"'\n\r\t]ü\u2028")), max_size=24) | st.text(max_size=24))
-def test_ttml_escapes_text_and_attributes_as_xml_sax_does(text):
-    """cues.xml_escape and cues.quoteattr write what xml.sax.saxutils writes (not imported: see
-    test_captions_import_no_url_library)."""
+@given(st.text(alphabet=st.sampled_from(list("ab &<>\"'\n\r\t]ü\u2028")), max_size=24) | st.text(max_size=24),
+       st.from_regex(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$", fullmatch=True))
+def test_ttml_escapes_text_and_attributes_as_xml_sax_does(text, language):
+    """cues.xml_escape writes what xml.sax.saxutils.escape writes, and the TTML's xml:lang (a
+    language tag as the model allows it) what its quoteattr writes (saxutils is not imported:
+    see test_captions_import_no_url_library)."""
     from xml.sax import saxutils
 
     from pipeline.captions import cues
 
     assert cues.xml_escape(text) == saxutils.escape(text)
-    assert cues.quoteattr(text) == saxutils.quoteattr(text)
+    assert f' xml:lang={saxutils.quoteattr(language)} ' in cues.to_ttml([], language, "Title").decode()
 
 
 def test_captions_import_no_url_library():
