@@ -294,6 +294,45 @@ def test_fast_parse_gives_the_pdfs_weasyprints_parser_gives(case, seed):
     assert fast == slow
 
 
+def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(seed, tmp_path):
+    """pdfrender._margin_boxes_only_where_generated: WeasyPrint's make_margin_boxes without the
+    sides and corners that generate nothing is installed (for the pinned WeasyPrint), and every
+    kind of PDF is the same as with WeasyPrint's own: handouts alone and laid out together,
+    large print, a handout of two pages (its running header on page 2), booklet parts, the
+    front and the overlay, on both papers."""
+    import weasyprint.layout
+    from weasyprint.layout import page
+
+    from pipeline.formats import pdf, pdfrender
+
+    config, loaded = seed
+    long = " ".join(f"Sentence {n} of a long topic about care, treatment and daily life." for n in range(90))
+    source = tmp_path / "long.txt"
+    source.write_text(f"Long Topics\n\nA Very Long Topic\n\n{long}\n\nWhat Comes Last\n\nAnother short topic.\n")
+    _, long_loaded = load_case(source)
+    documents = []
+    for c in (loaded.collection, long_loaded.collection):
+        documents += [pdfrender.Document(job.path, job.html if isinstance(job.html, str) else job.html(), job.sheets,
+                                          job.kind)
+                      for job in pdf._handouts(c, pdf.Printed.of(c)) + pdf.booklet_parts(c) + pdf._front(c)]
+
+    def rendered():
+        return [pdfrender.render_part(documents, paper, 1795564800)[::2] for paper in ("letter", "a4")]
+
+    patched = rendered()
+    assert getattr(weasyprint.layout.make_margin_boxes, "carepress", False)
+    try:
+        weasyprint.layout.make_margin_boxes = page.make_margin_boxes
+        plain = rendered()
+    finally:
+        pdfrender._margin_boxes_only_where_generated()
+    assert getattr(weasyprint.layout.make_margin_boxes, "carepress", False)
+    assert patched == plain
+    pages = patched[0][1]
+    assert pages["pdf/a-very-long-topic.pdf"] > 1 and pages[f"{pdf.PART_PREFIX}overlay"] == 3
+    assert sum(1 for path in pages if path.startswith("pdf/")) == 2 * (len(loaded.collection.topics) + 2)
+
+
 @pytest.mark.parametrize("case", ["seed", "video", "hostile", "long"])
 def test_handouts_laid_out_together_are_the_pdfs_each_gives_alone(case, seed, tmp_path):
     """Workers lay out runs of handouts as one document (Renderer.handouts) and write each
