@@ -269,7 +269,7 @@ def _margin_boxes_only_where_generated() -> None:
     """WeasyPrint's ``make_margin_boxes``, skipping a side of the page none of whose three
     margin boxes generates anything, and a corner box that generates nothing, before making
     their boxes (WeasyPrint makes all sixteen on every page, then throws those away). A handout
-    generates two of the sixteen (the footer), so 14 were made for nothing: 6% of a handout's
+    generates two of the sixteen (the footer), so 14 were made for nothing: 7% of a handout's
     instructions (callgrind). The boxes kept are made as before, so the PDFs are the same
     (tested, against WeasyPrint's own function). The check is the one WeasyPrint's ``make_box``
     makes: a box with no style of its own takes the page's anonymous style, whose ``content``

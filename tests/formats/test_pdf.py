@@ -298,7 +298,7 @@ def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(s
     """pdfrender._margin_boxes_only_where_generated: WeasyPrint's make_margin_boxes without the
     sides and corners that generate nothing is installed (for the pinned WeasyPrint), and every
     kind of PDF is the same as with WeasyPrint's own: handouts alone and laid out together,
-    large print, a handout of two pages (its running header on page 2), booklet parts, the
+    large print, a handout of several pages (its running header from page 2), booklet parts, the
     front and the overlay, on both papers."""
     import weasyprint.layout
     from weasyprint.layout import page
