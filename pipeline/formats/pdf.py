@@ -111,6 +111,10 @@ class Job(NamedTuple):
     sheets: tuple[str, ...]
     kind: str = "document"
 
+    def document(self) -> Document:
+        """What a worker is sent: the job with its HTML made."""
+        return Document(self.path, self.html if isinstance(self.html, str) else self.html(), self.sheets, self.kind)
+
 
 def handout_html(c: Collection | Masthead, topic: Topic, section: Section | SectionHead | None = None,
                  qr_code: Callable[[str], str] = qr_data_url) -> str:
@@ -267,8 +271,7 @@ class _Scheduler:
 
     def dispatch(self, files: dict[str, bytes], keys: dict[str, str], todo: list[Job], chunk: int | None = None):
         """Render ``todo`` (in the workers when there are any): a handle for :meth:`result`."""
-        pending = [Document(job.path, job.html if isinstance(job.html, str) else job.html(), job.sheets, job.kind)
-                   for job in todo]
+        pending = [job.document() for job in todo]
         if not pending:
             return files, keys, []
         if self.jobs == 1:

@@ -294,6 +294,15 @@ def test_fast_parse_gives_the_pdfs_weasyprints_parser_gives(case, seed):
     assert fast == slow
 
 
+def _long_case(tmp_path):
+    """A collection whose second topic's handout takes more than one page, between two short ones."""
+    long = " ".join(f"Sentence {n} of a long topic about care, treatment and daily life." for n in range(90))
+    source = tmp_path / "long.txt"
+    source.write_text(f"Long Topics\n\nWhat Comes First\n\nA short topic.\n\nA Very Long Topic\n\n{long}\n\n"
+                      "What Comes Last\n\nAnother short topic.\n")
+    return load_case(source)
+
+
 def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(seed, tmp_path):
     """pdfrender._margin_boxes_only_where_generated: WeasyPrint's make_margin_boxes without the
     sides and corners that generate nothing is installed (for the pinned WeasyPrint), and every
@@ -306,15 +315,9 @@ def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(s
     from pipeline.formats import pdf, pdfrender
 
     config, loaded = seed
-    long = " ".join(f"Sentence {n} of a long topic about care, treatment and daily life." for n in range(90))
-    source = tmp_path / "long.txt"
-    source.write_text(f"Long Topics\n\nA Very Long Topic\n\n{long}\n\nWhat Comes Last\n\nAnother short topic.\n")
-    _, long_loaded = load_case(source)
-    documents = []
-    for c in (loaded.collection, long_loaded.collection):
-        documents += [pdfrender.Document(job.path, job.html if isinstance(job.html, str) else job.html(), job.sheets,
-                                          job.kind)
-                      for job in pdf._handouts(c, pdf.Printed.of(c)) + pdf.booklet_parts(c) + pdf._front(c)]
+    _, long_loaded = _long_case(tmp_path)
+    documents = [job.document() for c in (loaded.collection, long_loaded.collection)
+                 for job in pdf._handouts(c, pdf.Printed.of(c)) + pdf.booklet_parts(c) + pdf._front(c)]
 
     def rendered():
         return [pdfrender.render_part(documents, paper, 1795564800)[::2] for paper in ("letter", "a4")]
@@ -330,7 +333,7 @@ def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(s
     assert patched == plain
     pages = patched[0][1]
     assert pages["pdf/a-very-long-topic.pdf"] > 1 and pages[f"{pdf.PART_PREFIX}overlay"] == 3
-    assert sum(1 for path in pages if path.startswith("pdf/")) == 2 * (len(loaded.collection.topics) + 2)
+    assert sum(1 for path in pages if path.startswith("pdf/")) == 2 * (len(loaded.collection.topics) + len(long_loaded.collection.topics))
 
 
 @pytest.mark.parametrize("case", ["seed", "video", "hostile", "long"])
@@ -342,11 +345,7 @@ def test_handouts_laid_out_together_are_the_pdfs_each_gives_alone(case, seed, tm
     if case == "seed":
         config, loaded = seed
     elif case == "long":
-        long = " ".join(f"Sentence {n} of a long topic about care, treatment and daily life." for n in range(90))
-        source = tmp_path / "long.txt"
-        source.write_text(f"Long Topics\n\nWhat Comes First\n\nA short topic.\n\nA Very Long Topic\n\n{long}\n\n"
-                          "What Comes Last\n\nAnother short topic.\n")
-        config, loaded = load_case(source)
+        config, loaded = _long_case(tmp_path)
     else:
         config, loaded = load_case(CASES / case / "source.txt", *[p for p in [CASES / case / "collection.toml"]
                                                                   if p.is_file()])
