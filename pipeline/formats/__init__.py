@@ -112,7 +112,9 @@ class Workers:
 
     A rebuild (``rebuild``: earlier parts are cached) likely renders a few documents: then a
     single worker warms up (``first``) and the ``pool`` of ``jobs`` workers starts only if a
-    stage has much to do, so idle warm-ups take no CPU from this process's own work.
+    stage has much to do, so idle warm-ups take no CPU from this process's own work. Its warm-up
+    loads but does not rehearse (``rehearse=False``): its first document is queued by the time
+    it has loaded, so a rehearsal would only hold that document back.
     """
 
     def __init__(self, jobs: int, warm_ups: list[str], rebuild: bool = False):
@@ -121,7 +123,7 @@ class Workers:
         self._pool = None if rebuild else fork_pool(jobs)
         for pool, count in ((self.first, 1), (self._pool, jobs)):
             for _ in range(count if pool is not None else 0):
-                pool.submit(_warm_up, warm_ups)
+                pool.submit(_warm_up, warm_ups, not rebuild)
 
     @property
     def pool(self):
@@ -148,10 +150,10 @@ class Workers:
                 pool.shutdown(cancel_futures=True)
 
 
-def _warm_up(targets: list[str]) -> None:
+def _warm_up(targets: list[str], rehearse: bool = True) -> None:
     for target in targets:
         module, _, function = target.partition(":")
-        getattr(importlib.import_module(module), function)()
+        getattr(importlib.import_module(module), function)(rehearse=rehearse)
     # What a worker has loaded to render (WeasyPrint, fonts, stylesheets) lives as long as it
     # does: kept out of the garbage collector's full passes, which otherwise walk it again and
     # again (rendering 240 handouts in a process that had loaded the collection too: 0.6 of 10
@@ -310,7 +312,9 @@ class Format:
     module: str
     description: str
     requires: tuple[str, ...] = ()
-    warm_up: str = ""  # "module:function" run in each worker process before any work arrives
+    # "module:function" run in each worker process before any work arrives, given ``rehearse``:
+    # whether to do a little work too (when the worker starts before there is any: see Workers)
+    warm_up: str = ""
 
     def renderer(self) -> Renderer:
         return importlib.import_module(self.module).render

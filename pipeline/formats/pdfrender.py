@@ -461,11 +461,16 @@ WARM_UP_HTML = ('<!DOCTYPE html><html lang="en"><head><title>warm-up</title></he
                 '<p>Regular, <b>bold</b>, <i>italic</i> and <b><i>both</i></b>.</p></body></html>')
 
 
-def warm_up(paper: str = "letter") -> None:
+def warm_up(paper: str = "letter", rehearse: bool = True) -> None:
     """Ready a worker before its first document arrives: import WeasyPrint, parse the fonts and
-    stylesheets and lay out a little text in each face (together most of a second)."""
+    stylesheets (together about half a second) and, to ``rehearse``, lay out a little text in
+    each face, so the first document does not pay for Pango's first use of them. A rebuild's
+    worker does not rehearse: its few documents are queued before it has loaded, and the
+    rehearsal (4% of the instructions of a worker that then renders a booklet part, a handout
+    and its large print: callgrind) would hold the first one back, on the rebuild's path."""
     renderer = _renderer(paper, 0)
-    renderer.pdf(WARM_UP_HTML, [renderer.base], "warm-up")
+    if rehearse:
+        renderer.pdf(WARM_UP_HTML, [renderer.base], "warm-up")
 
 
 _RENDERERS: dict[tuple[str, int], Renderer] = {}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
+import types
 
 import pytest
 
@@ -58,6 +60,30 @@ def test_a_rebuild_warms_one_worker_and_starts_the_pool_only_when_asked():
         assert cold.first is None and cold._pool is not None
     finally:
         cold.shutdown()
+
+
+def test_workers_rehearse_only_when_they_start_before_there_is_work(tmp_path, monkeypatch):
+    """A first build's workers warm up while this process loads: they rehearse (a little work,
+    so the first document does not pay for first use). A rebuild's worker has its documents
+    queued by the time it has loaded: it only loads."""
+    module = types.ModuleType("carepress_test_warm_up")
+
+    def warm(rehearse: bool = True) -> None:
+        (tmp_path / f"{os.getpid()}-{time.monotonic_ns()}").write_text(str(rehearse))  # one file a call
+
+    module.warm = warm
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # the forked workers have it too
+    for rebuild, count, said in ((True, 1, "False"), (False, 2, "True")):
+        for old in tmp_path.iterdir():
+            old.unlink()
+        workers = Workers(2, [f"{module.__name__}:warm"], rebuild=rebuild)
+        try:
+            deadline = time.monotonic() + 30
+            while len(list(tmp_path.iterdir())) < count and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert sorted(path.read_text() for path in tmp_path.iterdir()) == [said] * count
+        finally:
+            workers.shutdown()
 
 
 def test_workers_know_when_a_worker_died():
