@@ -286,8 +286,12 @@ def _margin_boxes_only_where_generated() -> None:
     if getattr(layout.make_margin_boxes, "carepress", False):
         return
     # the function's text, up to the next top-level definition (inspect.getsource takes 11 ms
-    # to find the same, and a worker's start-up is on a rebuild's path)
-    text = Path(page.__file__).read_text(encoding="utf-8")
+    # to find the same, and a worker's start-up is on a rebuild's path); no source to read (a
+    # compiled or bytecode-only install): WeasyPrint's function as it is
+    try:
+        text = Path(page.__file__).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return
     start = text.find("\ndef make_margin_boxes(") + 1
     end = text.find("\ndef ", start) + 1
     source = text[start:end] if 0 < start < end else ""

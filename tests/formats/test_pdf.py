@@ -336,6 +336,28 @@ def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(s
     assert sum(1 for path in pages if path.startswith("pdf/")) == 2 * (len(loaded.collection.topics) + len(long_loaded.collection.topics))
 
 
+def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatch):
+    """No source to read for WeasyPrint's page layout (an install that compiled it, say, which
+    gives a binary file; or none at all): WeasyPrint's own make_margin_boxes stays, no error."""
+    import weasyprint.layout
+    from weasyprint.layout import page
+
+    from pipeline.formats import pdfrender
+
+    binary = tmp_path / "page.cpython-311-x86_64-linux-gnu.so"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xf0\xff")
+    try:
+        for path in (binary, tmp_path / "missing.py"):
+            monkeypatch.setattr(weasyprint.layout, "make_margin_boxes", page.make_margin_boxes)
+            monkeypatch.setattr(page, "__file__", str(path))
+            pdfrender._margin_boxes_only_where_generated()
+            assert weasyprint.layout.make_margin_boxes is page.make_margin_boxes
+    finally:
+        monkeypatch.undo()
+        pdfrender._margin_boxes_only_where_generated()
+    assert getattr(weasyprint.layout.make_margin_boxes, "carepress", False)
+
+
 @pytest.mark.parametrize("case", ["seed", "video", "hostile", "long"])
 def test_handouts_laid_out_together_are_the_pdfs_each_gives_alone(case, seed, tmp_path):
     """Workers lay out runs of handouts as one document (Renderer.handouts) and write each
