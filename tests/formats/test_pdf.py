@@ -337,25 +337,110 @@ def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(s
 
 
 def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatch):
-    """No source to read for WeasyPrint's page layout (an install that compiled it, say, which
-    gives a binary file; or none at all): WeasyPrint's own make_margin_boxes stays, no error."""
+    """No source to read for WeasyPrint's page layout or tagging (an install that compiled it,
+    say, which gives a binary file; or none at all): WeasyPrint's own functions stay, no error."""
     import weasyprint.layout
     from weasyprint.layout import page
+    from weasyprint.pdf import tags
 
     from pipeline.formats import pdfrender
 
     binary = tmp_path / "page.cpython-311-x86_64-linux-gnu.so"
     binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xf0\xff")
+    pdfrender._text_runs_in_their_element()
+    plain_tagging = tags._build_box_tree.weasyprint
     try:
         for path in (binary, tmp_path / "missing.py"):
             monkeypatch.setattr(weasyprint.layout, "make_margin_boxes", page.make_margin_boxes)
             monkeypatch.setattr(page, "__file__", str(path))
             pdfrender._margin_boxes_only_where_generated()
             assert weasyprint.layout.make_margin_boxes is page.make_margin_boxes
+            monkeypatch.setattr(tags, "_build_box_tree", plain_tagging)  # the tagging likewise
+            monkeypatch.setattr(tags, "__file__", str(path))
+            pdfrender._text_runs_in_their_element()
+            assert tags._build_box_tree is plain_tagging
     finally:
         monkeypatch.undo()
         pdfrender._margin_boxes_only_where_generated()
+        pdfrender._text_runs_in_their_element()
     assert getattr(weasyprint.layout.make_margin_boxes, "carepress", False)
+    assert getattr(tags._build_box_tree, "carepress", False)
+
+
+def _tree(pdf: pikepdf.Pdf, unwrap_spans: bool) -> list:
+    """The structure tree as nested lists ([type, alt text, kids...]; a marked-content id as its
+    number, a link's annotation as "OBJR"), each page's MCIDs with the type of the element the
+    parent tree gives; ``unwrap_spans``: a run of text's Span (WeasyPrint's, around one marked
+    content) as that, in its place (a ``<span>``'s element is a Span around such a Span)."""
+    def kids(element) -> list:
+        k = element.get("/K")
+        out: list = []
+        for kid in (k if isinstance(k, pikepdf.Array) else [k] if k is not None else []):
+            if isinstance(kid, pikepdf.Dictionary) and kid.get("/Type") == "/OBJR":
+                out.append("OBJR")
+            elif isinstance(kid, pikepdf.Dictionary):
+                out.extend(kids(kid) if unwrap_spans and _run(kid) else [node(kid)])
+            else:
+                out.append(int(kid))
+        return out
+
+    def node(element) -> list:
+        return [str(element.S), str(element.get("/Alt", "")), *kids(element)]
+
+    flat = list(pdf.Root.StructTreeRoot.ParentTree.Nums)
+    nums = {int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+    owners = []
+    for page in pdf.pages:
+        owners.append([str(e.P.S if unwrap_spans and _run(e) else e.S) for e in nums[int(page.StructParents)]])
+    return [node(pdf.Root.StructTreeRoot.K[0]), owners]
+
+
+def _run(element) -> bool:
+    """A run of text's Span element, as WeasyPrint's own tagging makes one."""
+    k = element.get("/K")
+    return element.S == "/Span" and isinstance(k, pikepdf.Array) and len(k) == 1 and isinstance(k[0], int)
+
+
+def _spans(pdf: pikepdf.Pdf) -> list:
+    return [o for o in pdf.objects if isinstance(o, pikepdf.Dictionary) and o.get("/S") == "/Span"]
+
+
+def test_text_runs_tagged_in_their_element_give_the_pages_and_tree_weasyprint_gives(seed, video_case, tmp_path):
+    """pdfrender._text_runs_in_their_element: WeasyPrint's tagging without a Span element around
+    each run of text is installed (for the pinned WeasyPrint). Every kind of PDF (handouts, large
+    print, a handout of two pages, booklet parts, the front with its links, the QR codes' figures)
+    draws the same pages, and its structure tree is WeasyPrint's own with each Span replaced by
+    its marked content, every page's marked content owned by the element it is now in."""
+    from weasyprint.pdf import tags
+
+    from pipeline.formats import pdf, pdfrender
+
+    documents = [job.document() for _, loaded in (seed, video_case, _long_case(tmp_path))
+                 for c in [loaded.collection]
+                 for job in pdf._handouts(c, pdf.Printed.of(c)) + pdf.booklet_parts(c) + pdf._front(c)
+                 if job.kind != "overlay"]  # the overlay is drawn as an artifact: not tagged
+
+    def rendered():
+        return pdfrender.render_part(documents, "letter", 1795564800)[0]
+
+    patched = rendered()
+    assert getattr(tags._build_box_tree, "carepress", False)
+    try:
+        tags._build_box_tree = tags._build_box_tree.weasyprint
+        plain = rendered()
+    finally:
+        pdfrender._text_runs_in_their_element()
+    assert getattr(tags._build_box_tree, "carepress", False)
+    assert patched.keys() == plain.keys() and len(patched) > 20
+    runs = 0
+    for path in patched:
+        with open_bytes(patched[path]) as new, open_bytes(plain[path]) as old:
+            assert [p.Contents.read_bytes() for p in new.pages] == [p.Contents.read_bytes() for p in old.pages], path
+            assert _tree(new, unwrap_spans=False) == _tree(old, unwrap_spans=True), path
+            assert len(_spans(new)) == len([e for e in _spans(old) if not _run(e)])  # a <span>'s element stays
+            runs += len(_spans(old)) - len(_spans(new))
+            assert len(patched[path]) < len(plain[path])
+    assert runs > 500
 
 
 @pytest.mark.parametrize("case", ["seed", "video", "hostile", "long"])
