@@ -126,27 +126,26 @@ def _rebuild_parent_tree(out, owners) -> None:
     """New parent tree: page i has key i; every annotation with a structure parent follows."""
     import pikepdf
 
-    flat = pikepdf.Array()
+    flat: list = []  # made into one array at the end (see _named_dests)
     annotation_entries = []
     for i, page in enumerate(out.pages):
         nums = owners[i]
-        old = int(page.obj.get("/StructParents", -1))
+        obj = page.obj
+        old = int(obj.get("/StructParents", -1))
         value = nums.get(old)
         if value is not None:
-            flat.append(i)
-            flat.append(value)
-        page.obj.StructParents = i
-        for annot in page.obj.get("/Annots", []):
+            flat += (i, value)
+        obj.StructParents = i
+        for annot in obj.get("/Annots", ()):
             if "/StructParent" in annot:
                 annotation_entries.append((annot, nums.get(int(annot.StructParent))))
     key = len(out.pages)
     for annot, value in annotation_entries:
         annot.StructParent = key
         if value is not None:
-            flat.append(key)
-            flat.append(value)
+            flat += (key, value)
         key += 1
-    tree = out.make_indirect(pikepdf.Dictionary(Nums=flat))
+    tree = out.make_indirect(pikepdf.Dictionary(Nums=pikepdf.Array(flat)))
     out.Root.StructTreeRoot.ParentTree = tree
     out.Root.StructTreeRoot.ParentTreeNextKey = key
 
@@ -184,12 +183,14 @@ def _resolve_links(out, front_pages: int, dests, labels: dict[str, str]) -> None
 def _named_dests(out, dests) -> None:
     import pikepdf
 
-    flat = pikepdf.Array()
+    objs = [page.obj for page in out.pages]
+    xyz = pikepdf.Name.XYZ
+    flat: list = []  # made into one array at the end: a thousand appends to a pikepdf.Array cost more
     for name in sorted(dests, key=lambda n: n.encode("utf-8")):
         page, x, y = dests[name]
         flat.append(pikepdf.String(name))
-        flat.append(pikepdf.Array([out.pages[page].obj, pikepdf.Name.XYZ, x, y, 0]))
-    out.Root.Names = pikepdf.Dictionary(Dests=out.make_indirect(pikepdf.Dictionary(Names=flat)))
+        flat.append(pikepdf.Array([objs[page], xyz, x, y, 0]))
+    out.Root.Names = pikepdf.Dictionary(Dests=out.make_indirect(pikepdf.Dictionary(Names=pikepdf.Array(flat))))
 
 
 def _outline(out, outline, dests) -> None:
@@ -202,19 +203,22 @@ def _outline(out, outline, dests) -> None:
 
     def chain(parent, entries) -> int:
         items = []
+        count = len(entries)  # the items shown, open ones' descendants included
         for title, dest, children in entries:
             page, x, y = dests[dest]
-            item = out.make_indirect(pikepdf.Dictionary(Title=pikepdf.String(title), Parent=parent,
-                                                        Dest=pikepdf.Array([objs[page], xyz, x, y, 0])))
+            fields = {"Title": pikepdf.String(title), "Parent": parent, "Dest": pikepdf.Array([objs[page], xyz, x, y, 0])}
             if items:
-                item.Prev = items[-1]
+                fields["Prev"] = items[-1]
+            item = out.make_indirect(pikepdf.Dictionary(**fields))
+            if items:
                 items[-1].Next = item
             items.append(item)
             if children:
-                item.Count = chain(item, [(t, d, ()) for t, d in children])
+                item.Count = shown = chain(item, [(t, d, ()) for t, d in children])
+                count += shown
         if items:
             parent.First, parent.Last = items[0], items[-1]
-        return len(items) + sum(int(i.get("/Count", 0)) for i in items)
+        return count
 
     root = out.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Outlines))
     root.Count = chain(root, outline)
