@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -61,7 +62,7 @@ class Watch:
 def run(watch: Watch, say: Callable[[str], None], diagnostics: Callable[[Sequence[Diagnostic]], None]) -> int:
     """Build now and after every change until interrupted (Ctrl-C or SIGTERM): then 0. If
     carepress's own files change: 1."""
-    _stop_on_sigterm()
+    stop = _Stop()
     stages = resolve(watch.formats)
     warm_ups = [fmt.warm_up for fmt in stages if fmt.warm_up]
     workers = Workers(watch.jobs, warm_ups) if watch.jobs > 1 and warm_ups else None
@@ -91,28 +92,62 @@ def run(watch: Watch, say: Callable[[str], None], diagnostics: Callable[[Sequenc
                     say("cannot build: waiting for the sources to be fixed")
                 else:
                     workers = _build_once(watch, inputs, workers, warm_ups, say, diagnostics)
-                    _between_builds(stages)
+                    with stop.held():
+                        _between_builds(stages)
                 if not told:
                     say(f"watching {_what(inputs)} for changes (Ctrl-C to stop)")
                     told = True
+            stop.check()
             time.sleep(watch.interval)
     except KeyboardInterrupt:
         say("stopped watching")
         return 0
     finally:
+        stop.restore()
         if workers is not None:
             workers.shutdown()
 
 
-def _stop_on_sigterm() -> None:
-    """``kill`` (a service manager stopping us) ends the watch as Ctrl-C does: the worker
-    processes are shut down, not left running without a parent."""
-    import signal
+class _Stop:
+    """Ctrl-C (SIGINT) and ``kill`` (SIGTERM: a service manager stopping us) end the watch, as a
+    KeyboardInterrupt: the worker processes are shut down, not left running without a parent.
 
-    def stop(_signum, _frame):
-        raise KeyboardInterrupt
+    The request is also recorded, and checked before every poll: Python drops an interrupt
+    raised while it runs a finalizer (an object's ``__del__``, as what a build made is freed;
+    it prints "Exception ignored"), and the watch went on watching (a test saw no "stopped
+    watching" in three minutes). Between builds, where most of that is freed and collected
+    (``held``), the handler only records it."""
 
-    signal.signal(signal.SIGTERM, stop)
+    def __init__(self) -> None:
+        import signal
+
+        self.requested = False
+        self._holding = False
+        self._before = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, _signum, _frame) -> None:
+        self.requested = True
+        if not self._holding:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def held(self):
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        self.check()
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        import signal
+
+        for number, handler in self._before.items():
+            signal.signal(number, handler)
 
 
 def _build_once(watch: Watch, inputs: Inputs, workers: Workers | None, warm_ups: list[str],
