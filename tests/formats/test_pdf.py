@@ -246,6 +246,27 @@ def test_hostile_text_is_text_and_nothing_is_fetched(hostile_case, tmp_path):
         assert [str(name) for name in body.Resources.get("/XObject", {}).keys()] == ["/CarepressOverlay"]
 
 
+def test_without_a_publisher_the_pdfs_name_the_collection_once(hostile_case, tmp_path):
+    """A collection with no publisher (the hostile case has no config): a handout's masthead,
+    the booklet's cover and its running header name the collection once, with no line for the
+    publisher (they showed the collection's title in its place, so twice), and no PDF gives an
+    author."""
+    config, loaded = hostile_case
+    c = loaded.collection
+    assert c.publisher is None
+    files = settle(render_with(c, BuildContext(config=config, source_date_epoch=1795564800))[0])
+    title = words(c.title)
+    for path, pages in ((f"pdf/{c.topics[0].slug}.pdf", [1]), (f"pdf/large-print/{c.topics[0].slug}.pdf", [1]),
+                        (f"pdf/{c.id}-booklet.pdf", [1, 2, 3])):
+        target = tmp_path / path.replace("/", "-")
+        target.write_bytes(files[path])
+        for page in pages:
+            assert pdftotext(target, page).count(title) == 1, (path, page)
+    for path, data in files.items():
+        with open_bytes(data) as pdf:
+            assert "/Author" not in pdf.docinfo, path
+
+
 def test_fetcher_refuses_everything_but_assets():
     record = Fetches()
     fetcher = make_fetcher(record)
