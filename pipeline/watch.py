@@ -19,6 +19,7 @@ change (an upgrade), watching stops: the workers hold the old templates and styl
 from __future__ import annotations
 
 import os
+import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -116,11 +117,9 @@ class _Stop:
     raised while it runs a finalizer (an object's ``__del__``, as what a build made is freed;
     it prints "Exception ignored"), and the watch went on watching (a test saw no "stopped
     watching" in three minutes). Between builds, where most of that is freed and collected
-    (``held``), the handler only records it."""
+    (``held``), the handler only records it, for that check."""
 
     def __init__(self) -> None:
-        import signal
-
         self.requested = False
         self._holding = False
         self._before = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
@@ -137,15 +136,12 @@ class _Stop:
             yield
         finally:
             self._holding = False
-        self.check()
 
     def check(self) -> None:
         if self.requested:
             raise KeyboardInterrupt
 
     def restore(self) -> None:
-        import signal
-
         for number, handler in self._before.items():
             signal.signal(number, handler)
 

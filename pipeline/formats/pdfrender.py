@@ -288,6 +288,7 @@ def _rewritten(module, name: str, edits: list[tuple[str, str]]):
     exec(compile(lines + source, module.__file__, "exec"), namespace)
     function = namespace[name]
     function.carepress = True
+    function.weasyprint = getattr(module, name)  # WeasyPrint's own (tests compare the two)
     return function
 
 
@@ -346,7 +347,6 @@ def _text_runs_in_their_element() -> None:
     function = _rewritten(tags, "_build_box_tree", [
         (_TEXT_RUN, _TEXT_RUN.replace("if tag == 'Link':", "if tag == 'Link' or kid['tag'] == 'Span':"))])
     if function is not None:
-        function.weasyprint = tags._build_box_tree
         tags._build_box_tree = function  # what add_tags calls
 
 
