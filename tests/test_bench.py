@@ -20,6 +20,11 @@ def test_small_bench_writes_figures_chart_and_target_table(tmp_path):
     assert {"pdf", "epub", "html", "captions", "publish"} <= set(build["stages_seconds"])
     assert build["dedupe_precision"] == 1.0 and build["dedupe_recall"] == 1.0
     assert build["naive_topics_timed"] == 1 and build["speedup_vs_naive"] > 0
+    # the ratio divides the naive route by the mean of the builds timed before and after it
+    walls = build["build_wall_seconds"], build["build_again_wall_seconds"]
+    naive = build["naive_seconds_per_topic"] * build["topics"]
+    assert abs(build["speedup_vs_naive"] - naive / (sum(walls) / 2)) <= 0.1 + 0.01 * build["speedup_vs_naive"]
+    assert [abs(r - naive / w) <= 0.1 + 0.01 * r for r, w in zip(build["speedup_vs_naive_each_build"], walls)] == [True] * 2
     assert len(build["unchanged_rebuild_runs"]) == 3 and len(build["one_topic_changed_runs"]) == 3
     assert len(build["one_topic_moved_pages_runs"]) == 3
     # the paragraph moves the last topic down, and taking it away moves it back
