@@ -19,7 +19,7 @@ from . import cache
 from .collector import paused
 from .diagnostics import CarepressError, Diagnostic, Severity, error, fails
 from .formats import BuildContext, Pending, Workers, free_spared, resolve, settle
-from .writer import Publication, prune, publish
+from .writer import Publication, prune, publish, remove
 
 if TYPE_CHECKING:  # loaded lazily: an up-to-date build never imports pydantic or the renderers
     from .config import Config
@@ -228,19 +228,32 @@ def _build(inputs: Inputs, stages: list, out: Path, strict: bool, options: dict[
         return BuildResult(1, diagnostics + exc.diagnostics, loaded=loaded, timings=timings)
     files: dict[str, bytes | Pending] = {}
     digests: dict[str, str] = {}  # each published file's SHA-256, for the manifest
+    recorded = cache.recorded_files(out)  # what the last build published
     # Outputs are written (to a staging folder) while later stages render, and published together.
-    publication = Publication(out, cache.unchanged_since(cache.recorded_files(out), digests) if key else None)
+    publication = Publication(out, cache.unchanged_since(recorded, digests) if key else None)
     try:
         return _stages(loaded, ctx, stages, out, strict, key, files, digests, publication, step, timings, start,
-                       rebuild)
+                       rebuild, recorded)
     finally:
         publication.abort()  # after a commit, nothing is left to remove
 
 
+def stale(recorded: Mapping[str, list], files: Mapping[str, object]) -> list[str]:
+    """What the last build published (``recorded``: its manifest's files) that this one, making
+    ``files``, does not: the outputs of a topic renamed or gone. Only in the folders this build
+    makes files in (and, at the top, only files it makes), so a build of fewer formats
+    (``--formats pdf``) leaves the others' outputs alone; never the part cache, which is pruned
+    by what it keeps. A rebuild is then the folder a clean build makes (tested)."""
+    areas = {name.split("/", 1)[0] for name in files if "/" in name}
+    return sorted(name for name in recorded
+                  if name not in files and "/" in name and name.split("/", 1)[0] in areas and not name.startswith("."))
+
+
 def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: bool, key: str | None,
             files: dict[str, bytes | Pending], digests: dict[str, str], publication: Publication, step: Progress,
-            timings: dict[str, float], start: float, rebuild: bool) -> BuildResult:
-    """Start every stage's work, render the stages in order, publish what they made."""
+            timings: dict[str, float], start: float, rebuild: bool, recorded: Mapping[str, list]) -> BuildResult:
+    """Start every stage's work, render the stages in order, publish what they made (and remove
+    what the last build published there that this one does not make: :func:`stale`)."""
     diagnostics = ctx.diagnostics
 
     def failed(name: str, exc: Exception) -> BuildResult:
@@ -318,6 +331,7 @@ def _stages(loaded: Loaded, ctx: BuildContext, stages: list, out: Path, strict: 
     try:
         publication.add({name: files[name] for name in pending})  # made in a child process: not added yet
         stats = publication.commit()
+        remove(out, stale(recorded, files))
         if ctx.parts is not None:
             prune(out, cache.PARTS_DIR, ctx.parts.keep())
         if key is not None:  # written last, with the files' stat as published: a fast up-to-date check

@@ -8,7 +8,7 @@ import shutil
 import stat
 import threading
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from .diagnostics import CarepressError, error
 
@@ -197,6 +197,28 @@ def publish(files: Mapping[str, bytes], out_dir: Path, unchanged: Unchanged = _s
     except BaseException:
         publication.abort()
         raise
+
+
+def remove(out_dir: Path, names: Iterable[str]) -> None:
+    """Delete these files of ``out_dir`` (relative paths, each checked): outputs an earlier build
+    published that this one no longer makes. A name that is not a regular file (a folder, a
+    symbolic link), or whose folder leads outside ``out_dir``, is left alone; one already gone is
+    no error, and neither is a name no build would publish (a manifest edited by hand)."""
+    root = os.path.realpath(out_dir)
+    for name in names:
+        try:
+            folder, _, base = check_path(name).rpartition("/")
+        except CarepressError:  # not a name any build publishes (a manifest edited by hand)
+            continue
+        real = os.path.realpath(os.path.join(root, folder))
+        if real != root and not real.startswith(root + os.sep):
+            continue
+        target = os.path.join(real, base)
+        try:
+            if stat.S_ISREG(os.lstat(target).st_mode):
+                os.unlink(target)
+        except OSError:
+            continue
 
 
 def prune(out_dir: Path, folder: str, keep: set[str]) -> None:

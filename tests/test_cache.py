@@ -81,6 +81,64 @@ def test_one_topic_changed_rerenders_only_what_contains_it(tmp_path):
     assert b"closing of the eyes" in (clean / "content.json").read_bytes()
 
 
+RETITLED = (b"What is Blepharospasm?", b"What Is Blepharospasm Really?")  # so its slug changes too
+GONE = ["captions/what-is-blepharospasm.srt", "captions/what-is-blepharospasm.ttml",
+        "captions/what-is-blepharospasm.vtt", "html/what-is-blepharospasm.html",
+        "pdf/large-print/what-is-blepharospasm.pdf", "pdf/what-is-blepharospasm.pdf"]
+
+
+def test_a_retitled_topic_gives_the_folder_a_clean_build_gives(tmp_path):
+    """A topic retitled, and so renamed: its old outputs are removed (they were left behind: a
+    clinic would have gone on printing the old handout), and the e-book's contents (nav
+    document, section pages, NCX), cached under what they show, are made again with the new
+    title. The folder is the one a clean build makes. (An edited body makes none of the
+    contents again: the seven new parts of the test above.)"""
+    import zipfile
+
+    source = tmp_path / SEED.name
+    source.write_bytes(SEED.read_bytes())
+    args = ("--quiet", "--source", str(source), "--config", str(SEED_CONFIG))
+    out = tmp_path / "inc"
+    assert run_cli("build", "--out", str(out), *args).returncode == 0
+    assert all((out / name).is_file() for name in GONE)
+    source.write_bytes(SEED.read_bytes().replace(*RETITLED, 1))
+    assert run_cli("build", "--out", str(out), *args).returncode == 0
+    assert not any((out / name).exists() for name in GONE)
+    clean = tmp_path / "clean"
+    assert run_cli("build", "--out", str(clean), *args, "--force").returncode == 0
+    assert _published(out) == _published(clean)
+    with zipfile.ZipFile(out / "epub" / "dystonia-education.epub") as book:
+        sections = "".join(book.read(name).decode() for name in book.namelist() if name.startswith("EPUB/section-"))
+        for text in (book.read("EPUB/nav.xhtml").decode(), book.read("EPUB/toc.ncx").decode(), sections):
+            assert "What Is Blepharospasm Really?" in text and "What is Blepharospasm?" not in text
+
+
+def test_a_build_of_fewer_formats_removes_only_its_own_old_outputs(tmp_path):
+    """Outputs are removed only in the folders the build makes files in, and never what the last
+    manifest did not record, a symbolic link, or a name no build publishes."""
+    from pipeline.build import stale
+    from pipeline.writer import remove
+
+    source = tmp_path / SEED.name
+    source.write_bytes(SEED.read_bytes())
+    args = ("--quiet", "--source", str(source), "--config", str(SEED_CONFIG))
+    out = tmp_path / "out"
+    assert run_cli("build", "--out", str(out), *args).returncode == 0
+    mine = out / "pdf" / "mine.pdf"  # not carepress's: never in a manifest
+    mine.write_bytes(b"%PDF-1.7 kept")
+    source.write_bytes(SEED.read_bytes().replace(*RETITLED, 1))
+    assert run_cli("build", "--out", str(out), *args, "--formats", "pdf").returncode == 0
+    assert [name for name in GONE if (out / name).exists()] == GONE[:4]  # the captions and site were not built
+    assert (out / "pdf" / "what-is-blepharospasm-really.pdf").is_file() and mine.read_bytes() == b"%PDF-1.7 kept"
+    assert stale({"html/a.html": [], "pdf/b.pdf": [], "content.json": [], ".carepress-cache/pack-00": []},
+                 {"pdf/c.pdf": b""}) == ["pdf/b.pdf"]
+    outside = tmp_path / "outside.pdf"
+    outside.write_bytes(b"kept")
+    (out / "pdf" / "link.pdf").symlink_to(outside)
+    remove(out, ["pdf/link.pdf", "../outside.pdf", "pdf/../../outside.pdf", "pdf", "pdf/gone.pdf"])
+    assert (out / "pdf" / "link.pdf").is_symlink() and outside.read_bytes() == b"kept" and (out / "pdf").is_dir()
+
+
 def _contents_numbers(booklet) -> list[int]:
     """The page numbers the booklet's contents (its second page) shows, in order."""
     text = subprocess.run(["pdftotext", "-f", "2", "-l", "2", "-layout", str(booklet), "-"], capture_output=True,
