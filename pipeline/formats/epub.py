@@ -30,6 +30,7 @@ import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -39,7 +40,7 @@ from markupsafe import Markup
 
 from ..cache import cached
 from ..diagnostics import CarepressError, error
-from ..model import Collection, Section, Topic
+from ..model import Collection, Section, Series, Topic
 from . import BuildContext
 from .assets import FONT_FAMILY, FONT_FILES, FONT_LICENCE, TEMPLATE_DIR, epoch_datetime, font_bytes
 from .common import (
@@ -48,6 +49,7 @@ from .common import (
     human_duration,
     paragraphs_html,
     presenter_line,
+    shown,
     stylesheet_with_fonts,
     template_environment,
 )
@@ -137,6 +139,37 @@ def groups(collection: Collection, section: Section) -> list[dict]:
 
 def reading_order(collection: Collection) -> list[tuple[Section, list[dict]]]:
     return [(section, groups(collection, section)) for section in collection.sections]
+
+
+class Entry(NamedTuple):
+    """A topic as the contents show it (the nav document, the section pages, the NCX)."""
+
+    slug: str
+    title: str
+    series: Series | None
+
+
+class Part(NamedTuple):
+    """A section as the contents show it."""
+
+    slug: str
+    title: str
+    topics: tuple[str, ...]
+
+
+class Title(NamedTuple):
+    title: str
+
+
+def contents(order: list[tuple[Section, list[dict]]]) -> list[tuple[Part, list[dict]]]:
+    """The reading order with only what the contents show. The nav document, the section pages
+    and the NCX are made from it alone and cached under its text (a template reaching for
+    more fails: StrictUndefined), so an edit that changes no title makes none of them again
+    (about a tenth of a second of a thousand topics' rebuild)."""
+    return [(Part(section.slug, section.title, section.topics),
+             [{"series": group["series"], "topics": [Entry(t.slug, t.title, t.series) for t in group["topics"]]}
+              for group in section_groups])
+            for section, section_groups in order]
 
 
 def subjects(collection: Collection, ctx: BuildContext) -> list[str]:
@@ -259,9 +292,12 @@ def _video(topic: Topic) -> dict | None:
 def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], list[tuple[Section, list[dict]]]]:
     lang = collection.language
     order = reading_order(collection)
+    toc = contents(order)
     first_body = section_href(order[0][0])
-    page = {"lang": lang, "css": CSS_PATH}  # what every document gets; topic documents get no more
+    page = {"lang": lang, "css": CSS_PATH}  # what every document gets; topic and contents documents get no more
     common = {**page, "collection": collection}
+    book = Title(collection.title)
+    shows = shown(collection)
     modified = epoch_datetime(ctx.source_date_epoch)
     docs = [
         Doc("cover", "cover.xhtml", "Cover", _xhtml(
@@ -269,19 +305,18 @@ def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], li
         Doc("titlepage", "title.xhtml", "Title page", _xhtml(
             "title.xhtml", **common, title=collection.title, presenter=presenter_line(collection),
             description=paragraphs_html(collection.description) if collection.description else "")),
-        Doc("nav", "nav.xhtml", "Contents", _xhtml(
-            "nav.xhtml", **common, title="Contents", order=order, topic_href=topic_href,
-            section_href=section_href, first_body=first_body)),
+        Doc("nav", "nav.xhtml", "Contents", cached(ctx.parts, lambda: _xhtml(
+            "nav.xhtml", **page, collection=book, title="Contents", order=toc, topic_href=topic_href,
+            section_href=section_href, first_body=first_body), "epub-nav", lang, repr(book), first_body, repr(toc))),
     ]
-    for section, section_groups in order:
-        docs.append(Doc(f"section-{section.slug}", section_href(section), section.title, _xhtml(
-            "section.xhtml", **common, title=section.title, section=section, groups=section_groups,
-            topic_href=topic_href)))
+    for (section, section_groups), (part, part_groups) in zip(order, toc):
+        docs.append(Doc(f"section-{section.slug}", section_href(section), section.title, cached(ctx.parts, partial(
+            _xhtml, "section.xhtml", **page, title=part.title, section=part, groups=part_groups,
+            topic_href=topic_href), "epub-section", lang, repr(part), repr(part_groups))))
         for group in section_groups:
             for topic in group["topics"]:
-                topic = topic.model_copy(update={"sources": ()})  # as shown: where it came from is not
-                parts = collection.series_topics(topic) if topic.series else ()
-                parts = tuple(p.model_copy(update={"sources": ()}) for p in parts)
+                topic = shows.topics[topic.slug]  # as shown: where it came from is not
+                parts = tuple(shows.topics[p.slug] for p in collection.series_topics(topic)) if topic.series else ()
                 index = [p.slug for p in parts].index(topic.slug) if parts else -1
                 # cached under all it is given (no ``collection``: a template using it fails loudly)
                 data = cached(ctx.parts, lambda: _xhtml(
@@ -291,7 +326,7 @@ def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], li
                     video=_video(topic), parts=parts, topic_href=topic_href,
                     previous=parts[index - 1] if index > 0 else None,
                     next=parts[index + 1] if 0 <= index < len(parts) - 1 else None),
-                    "epub-topic", lang, topic.model_dump_json(), section.slug, section.title,
+                    "epub-topic", lang, shows.json[topic.slug], section.slug, section.title,
                     repr([(p.slug, p.title) for p in parts]))
                 docs.append(Doc(f"topic-{topic.slug}", topic_href(topic), topic.title, data))
     with_video = sum(1 for t in collection.topics if t.media.video_url)
@@ -300,7 +335,7 @@ def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], li
         topics=len(collection.topics), with_video=with_video, built=human_date(modified.date()),
         font_family=FONT_FAMILY, font_licence=f"{FONT_PATH}/{FONT_LICENCE}",
         description=paragraphs_html(collection.description) if collection.description else "")))
-    return docs, order
+    return docs, toc
 
 
 # --- the package -------------------------------------------------------------------
@@ -308,7 +343,7 @@ def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], li
 def _book(collection: Collection, ctx: BuildContext):
     from ebooklib import epub
 
-    docs, order = _documents(collection, ctx)
+    docs, toc = _documents(collection, ctx)
     book = epub.EpubBook()
     book.FOLDER_NAME = FOLDER
     book.set_identifier(book_identifier(collection.id))
@@ -363,9 +398,10 @@ def _book(collection: Collection, ctx: BuildContext):
                                 media_type="text/plain", content=font_bytes(FONT_LICENCE)))
     book.spine = [items[doc.id] for doc in docs]
 
-    # The legacy NCX table of contents (the nav document is written from our template).
-    toc: list = []
-    for section, section_groups in order:
+    # The legacy NCX table of contents (the nav document is written from our template), from
+    # the contents alone: ebooklib's NCX is cached under them (see _written).
+    ncx: list = []
+    for section, section_groups in toc:
         children: list = []
         for group in section_groups:
             links = [epub.Link(topic_href(t), xml_safe(t.title), f"ncx-topic-{t.slug}") for t in group["topics"]]
@@ -373,10 +409,10 @@ def _book(collection: Collection, ctx: BuildContext):
                 children.append((epub.Section(xml_safe(group["series"].title), topic_href(group["topics"][0])), links))
             else:
                 children.extend(links)
-        toc.append((epub.Section(xml_safe(section.title), section_href(section)), children))
-    toc.append(epub.Link("about.xhtml", "About this book", "ncx-about"))
-    book.toc = toc
-    return book
+        ncx.append((epub.Section(xml_safe(section.title), section_href(section)), children))
+    ncx.append(epub.Link("about.xhtml", "About this book", "ncx-about"))
+    book.toc = ncx
+    return book, repr(toc)
 
 
 def _patch_opf(data: bytes, lang: str) -> bytes:
@@ -456,13 +492,17 @@ class _Entries:
         self.entries.append((name, data.encode("utf-8") if isinstance(data, str) else bytes(data)))
 
 
-def _written(book, mtime) -> list[tuple[str, bytes]]:
+def _written(book, mtime, parts=None, toc: str = "") -> list[tuple[str, bytes]]:
     """The book's files as ebooklib writes them (container, package document, NCX, items),
-    without its zip: the final zip is written once, by :func:`reproducible_zip`."""
+    without its zip: the final zip is written once, by :func:`reproducible_zip`. The NCX, made
+    from the book's identifier, title and table of contents alone (``toc``: the text of what
+    :func:`_book` made it from), comes from the part cache when they are the same."""
     from ebooklib import epub
 
     writer = epub.EpubWriter(io.BytesIO(), book, {"mtime": mtime, "epub3_landmark": False, "epub2_guide": False,
                                                    "raise_exceptions": True})
+    ncx = writer._get_ncx
+    writer._get_ncx = lambda: cached(parts, ncx, "epub-ncx", book.uid, book.title, toc)
     writer.out = _Entries()  # what EpubWriter.write does, into a list instead of a zip
     writer.out.writestr("mimetype", "application/epub+zip")
     writer._write_container()
@@ -472,8 +512,8 @@ def _written(book, mtime) -> list[tuple[str, bytes]]:
 
 
 def build_epub(collection: Collection, ctx: BuildContext) -> bytes:
-    book = _book(collection, ctx)
-    written = _written(book, epoch_datetime(ctx.source_date_epoch))
+    book, toc = _book(collection, ctx)
+    written = _written(book, epoch_datetime(ctx.source_date_epoch), ctx.parts, toc)
     opf = f"{FOLDER}/content.opf"
     first = ["mimetype", "META-INF/container.xml", opf]
     by_name = dict(written)

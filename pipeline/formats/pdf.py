@@ -21,7 +21,7 @@ import jinja2
 from ..diagnostics import CarepressError, error, warning
 from ..model import Collection, Organisation, Person, Section, Topic
 from . import BuildContext, Forked, Pending, fork_pool, spare
-from .common import SectionHead, pdf_page_count, template_environment
+from .common import SectionHead, pdf_page_count, shown, template_environment
 from .pdfrender import Document, Fetches, render_part
 
 if TYPE_CHECKING:
@@ -89,15 +89,15 @@ def _json(model) -> object:
 
 class Printed(NamedTuple):
     """Topics as the PDFs show them (everything but where they came from in the source) and
-    the JSON each is cached under, made once per build."""
+    the JSON each is cached under: :func:`common.shown`'s, made once per build for the PDF and
+    EPUB stages."""
 
     topics: dict[str, Topic]
     keys: dict[str, str]
 
     @classmethod
     def of(cls, c: Collection) -> "Printed":
-        topics = {t.slug: t.model_copy(update={"sources": ()}) for t in c.topics}
-        return cls(topics, {slug: t.model_dump_json() for slug, t in topics.items()})
+        return cls(*shown(c))
 
 
 class Job(NamedTuple):
