@@ -15,11 +15,13 @@ import importlib
 import logging
 import mimetypes
 import os
+import re
 import sys
 import types
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 from xml.etree import ElementTree
@@ -397,6 +399,59 @@ def _styles(paper: str) -> _Styles:
     return _STYLES[paper]
 
 
+_NOTES = re.compile(r"^::(?:footnote|note)-[a-z-]+ \{[^}\n]*\}\n", re.M)
+_MARKER = re.compile(r"^::marker \{", re.M)
+_PAGE_AREA = re.compile(r"^  @([a-z-]+) +\{[^}\n]*\}\n", re.M)
+_COUNTER_STYLE = re.compile(r"^@counter-style [^{\n]+\{[^}\n]*\}\n", re.M)
+
+
+@lru_cache(maxsize=1)
+def _user_agent() -> tuple:
+    """The user-agent stylesheets our documents are laid out with: WeasyPrint's, less what no
+    document of ours can use and every one paid for.
+
+    - A rule for a pseudo-element with no element before it gives every element of a document
+      a style of that pseudo-element, computed in full: ``::marker`` (WeasyPrint's only rule
+      for markers: here ``li::marker``, as ``li`` is the only list item our stylesheets make)
+      and the five for footnotes and notes, which we never make (none is ``float: footnote``).
+    - Every page computes a style for each margin box and area the ``@page`` rule names: here
+      only the margin boxes our stylesheets use (read from them), not all sixteen and the
+      footnote and note areas.
+    - The ``@counter-style`` rules are left out of the text parsed here: a document takes its
+      counter styles from WeasyPrint's (``_ua_counter_style``), which has them all.
+
+    5.2% fewer instructions for 24 handouts, their large print and a booklet part (callgrind:
+    4.843e9 against 4.591e9); the same PDFs (tested against WeasyPrint's own stylesheet for
+    every kind of PDF on both papers). For a WeasyPrint whose stylesheet reads otherwise, its own.
+    """
+    from weasyprint import CSS
+    from weasyprint.css.counters import CounterStyle
+    from weasyprint.html import UA, UA_STYLESHEET
+
+    ours = "".join(path.read_text(encoding="utf-8") for path in sorted(PDF_TEMPLATES.glob("*.css"))) + TOGETHER
+    used = set(re.findall(r"@((?:top|bottom|left|right)-[a-z-]+)", ours))
+    text, notes = _NOTES.subn("", UA)
+    text, markers = _MARKER.subn("li::marker {", text)
+    text, areas = _PAGE_AREA.subn(lambda m: m.group(0) if m.group(1) in used else "", text)
+    text, counters = _COUNTER_STYLE.subn("", text)
+    if (notes, markers) != (5, 1) or areas < 16 or not counters or re.search(r"^::", text, re.M):
+        return (UA_STYLESHEET,)
+    return (CSS(string=text, counter_style=CounterStyle()),)
+
+
+_OWN_UA: list = []  # [_user_agent()'s stylesheets] once this process lays out with them
+
+
+def _use_own_user_agent() -> None:
+    """Lay out this process's documents with :func:`_user_agent`'s stylesheets from now on.
+    Parsing them takes 50 ms, so a process with many documents makes them (a first build's
+    workers as they warm up, a worker given more than a few documents) and a rebuild's worker,
+    with a booklet part and a handout or two, lays them out with WeasyPrint's own: the same
+    PDFs either way."""
+    if not _OWN_UA:
+        _OWN_UA.append(list(_user_agent()))
+
+
 class Renderer:
     """WeasyPrint with this process's fonts and parsed stylesheets for ``paper`` (see _styles)."""
 
@@ -476,13 +531,17 @@ def _parsed(html: str, fetcher):
     try:
         root = ElementTree.fromstring(html)
     except ElementTree.ParseError:
-        return weasyprint.HTML(string=html, base_url=ASSET_BASE, url_fetcher=fetcher)
-    document = weasyprint.HTML.__new__(weasyprint.HTML)  # what HTML.__init__ sets, from our tree
-    document.base_url = weasyprint._find_base_url(root, ASSET_BASE)
-    document.url_fetcher = fetcher
-    document.media_type = "print"
-    document.wrapper_element = cssselect2.ElementWrapper.from_html_root(root, content_language=None)
-    document.etree_element = document.wrapper_element.etree_element
+        document = weasyprint.HTML(string=html, base_url=ASSET_BASE, url_fetcher=fetcher)
+    else:
+        document = weasyprint.HTML.__new__(weasyprint.HTML)  # what HTML.__init__ sets, from our tree
+        document.base_url = weasyprint._find_base_url(root, ASSET_BASE)
+        document.url_fetcher = fetcher
+        document.media_type = "print"
+        document.wrapper_element = cssselect2.ElementWrapper.from_html_root(root, content_language=None)
+        document.etree_element = document.wrapper_element.etree_element
+    if _OWN_UA:
+        sheets = _OWN_UA[0]
+        document._ua_stylesheets = lambda forms=False: sheets  # forms: our documents have none
     return document
 
 
@@ -512,6 +571,7 @@ def warm_up(paper: str = "letter", rehearse: bool = True) -> None:
     and its large print: callgrind) would hold the first one back, on the rebuild's path."""
     renderer = _renderer(paper, 0)
     if rehearse:
+        _use_own_user_agent()
         renderer.pdf(WARM_UP_HTML, [renderer.base], "warm-up")
 
 
@@ -545,6 +605,8 @@ class Document(NamedTuple):
 def render_part(documents: list[Document], paper: str, epoch: int):
     """Render some documents with this process's Renderer: ({path: bytes}, fetches, {path: pages})."""
     renderer = _renderer(paper, epoch)
+    if len(documents) > OWN_UA_FROM:
+        _use_own_user_agent()
     start = len(renderer.fetches.served), len(renderer.fetches.refused)
     files: dict[str, bytes] = {}
     pages: dict[str, int] = {}
@@ -576,3 +638,4 @@ def _together(documents: list[Document]) -> list[list[Document]]:
 
 
 TOGETHER_MAX = 12  # handouts laid out as one document at most
+OWN_UA_FROM = 8  # a worker given more documents than this at once lays out with _user_agent()'s

@@ -388,6 +388,52 @@ def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatc
     assert getattr(tags._build_box_tree, "carepress", False)
 
 
+def test_our_user_agent_stylesheet_gives_the_pdfs_weasyprints_gives(seed, video_case, hostile_case, tmp_path,
+                                                                     monkeypatch):
+    """pdfrender._user_agent: WeasyPrint's user-agent stylesheet less the pseudo-elements and page
+    areas no document of ours uses is in use (for the pinned WeasyPrint), and every kind of PDF
+    is byte for byte the one WeasyPrint's own gives: handouts alone and laid out together, large
+    print, a handout of two pages, booklet parts, the front, the overlay, lists, the QR codes'
+    figures and hostile text, on both papers. A process given a few documents (a rebuild's
+    worker) does not make it. A stylesheet that reads otherwise is used as it is."""
+    import weasyprint.html
+
+    from pipeline.formats import pdf, pdfrender
+
+    lists = tmp_path / "lists.txt"
+    lists.write_text("Lists\n\nBefore the Visit\n\nWrite these down:\n\n- when it started\n- what helps\n\n"
+                     "Then, in order:\n\n1. bring the list\n2. ask about the next step\n")
+    documents = [job.document() for _, loaded in (seed, video_case, hostile_case, _long_case(tmp_path),
+                                                  load_case(lists))
+                 for c in [loaded.collection]
+                 for job in pdf._handouts(c, pdf.Printed.of(c)) + pdf.booklet_parts(c) + pdf._front(c)]
+
+    def rendered():
+        return [pdfrender.render_part(documents, paper, 1795564800)[::2] for paper in ("letter", "a4")]
+
+    assert len(documents) > pdfrender.OWN_UA_FROM
+    ours = rendered()  # so many documents: with ours
+    assert pdfrender._OWN_UA == [list(pdfrender._user_agent())]
+    assert pdfrender._user_agent() != (weasyprint.html.UA_STYLESHEET,)
+    assert all(any(tag in doc.html for doc in documents) for tag in ("<ul><li>", "<ol><li>", "<img"))
+    monkeypatch.setattr(pdfrender, "_OWN_UA", [[weasyprint.html.UA_STYLESHEET]])
+    assert rendered() == ours
+    monkeypatch.setattr(pdfrender, "_OWN_UA", [])  # a rebuild's worker: WeasyPrint's
+    few = documents[:pdfrender.OWN_UA_FROM]
+    assert pdfrender.render_part(few, "letter", 1795564800)[0] == {doc.path: ours[0][0][doc.path] for doc in few}
+    assert pdfrender._OWN_UA == []
+    assert len(ours[0][0]) > 40 and ours[0][1]["pdf/a-very-long-topic.pdf"] > 1
+    monkeypatch.undo()
+    pdfrender._user_agent.cache_clear()
+    monkeypatch.setattr(weasyprint.html, "UA", weasyprint.html.UA.replace("::marker {", "::marker{"))
+    try:
+        assert pdfrender._user_agent() == (weasyprint.html.UA_STYLESHEET,)
+    finally:
+        pdfrender._user_agent.cache_clear()
+        monkeypatch.undo()
+    assert pdfrender._user_agent() != (weasyprint.html.UA_STYLESHEET,)
+
+
 def _tree(pdf: pikepdf.Pdf, unwrap_spans: bool) -> list:
     """The structure tree as nested lists ([type, alt text, kids...]; a marked-content id as its
     number, a link's annotation as "OBJR"), each page's MCIDs with the type of the element the
