@@ -289,7 +289,7 @@ def _video(topic: Topic) -> dict | None:
     return {"url": url, "host": urlsplit(url).hostname or url, "duration": human_duration(topic.media.duration_seconds)}
 
 
-def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], list[tuple[Section, list[dict]]]]:
+def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], list[tuple[Part, list[dict]]]]:
     lang = collection.language
     order = reading_order(collection)
     toc = contents(order)

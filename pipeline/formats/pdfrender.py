@@ -420,8 +420,8 @@ def _user_agent() -> tuple:
     - The ``@counter-style`` rules are left out of the text parsed here: a document takes its
       counter styles from WeasyPrint's (``_ua_counter_style``), which has them all.
 
-    5.2% fewer instructions for 24 handouts, their large print and a booklet part (callgrind:
-    4.843e9 against 4.591e9); the same PDFs (tested against WeasyPrint's own stylesheet for
+    5.0% fewer instructions for 24 handouts, their large print and a booklet part (callgrind:
+    4.838e9 against 4.597e9); the same PDFs (tested against WeasyPrint's own stylesheet for
     every kind of PDF on both papers). For a WeasyPrint whose stylesheet reads otherwise, its own.
     """
     from weasyprint import CSS
