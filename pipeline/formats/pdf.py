@@ -21,7 +21,8 @@ import jinja2
 from ..diagnostics import CarepressError, error, warning
 from ..model import Collection, Organisation, Person, Section, Topic
 from . import BuildContext, Forked, Pending, fork_pool, spare
-from .common import SectionHead, pdf_page_count, shown, template_environment
+from .common import SectionHead, Shown, pdf_page_count, template_environment
+from .common import shown as shown_topics  # a topic as shown is ``shown`` here
 from .pdfrender import Document, Fetches, render_part
 
 if TYPE_CHECKING:
@@ -87,19 +88,6 @@ def _json(model) -> object:
     return model.model_dump(mode="json") if model is not None else None
 
 
-class Printed(NamedTuple):
-    """Topics as the PDFs show them (everything but where they came from in the source) and
-    the JSON each is cached under: :func:`common.shown`'s, made once per build for the PDF and
-    EPUB stages."""
-
-    topics: dict[str, Topic]
-    keys: dict[str, str]
-
-    @classmethod
-    def of(cls, c: Collection) -> "Printed":
-        return cls(*shown(c))
-
-
 class Job(NamedTuple):
     """A PDF to make: ``identity`` is what it is made from besides its stylesheets and settings
     (its HTML, or the inputs its HTML is a function of); ``html`` is that HTML, or a function
@@ -126,7 +114,7 @@ def handout_html(c: Collection | Masthead, topic: Topic, section: Section | Sect
         c=c, topic=topic, section=section, qr=qr)
 
 
-def _handouts(c: Collection, printed: Printed, qr_code: Callable[[str], str] = qr_data_url) -> list[Job]:
+def _handouts(c: Collection, printed: Shown, qr_code: Callable[[str], str] = qr_data_url) -> list[Job]:
     """A handout and a large-print handout per topic, in topic order."""
     head = Masthead.of(c)
     head_key = head.key()
@@ -134,7 +122,7 @@ def _handouts(c: Collection, printed: Printed, qr_code: Callable[[str], str] = q
     jobs = []
     for topic in c.topics:
         shown, section = printed.topics[topic.slug], sections.get(topic.section)
-        identity = json.dumps([head_key, section, printed.keys[topic.slug]])
+        identity = json.dumps([head_key, section, printed.json[topic.slug]])
         html = lru_cache(maxsize=1)(partial(handout_html, head, shown, section, qr_code))  # made once for both
         jobs.append(Job(f"pdf/{topic.slug}.pdf", "handout" + identity, html, ("base",)))
         jobs.append(Job(f"pdf/large-print/{topic.slug}.pdf", "large" + identity, html, ("base", "large")))
@@ -172,11 +160,11 @@ def booklet_part_html(head: Masthead, section: SectionHead, topics: list[Topic],
         c=head, section=section, topics=topics, first=first, qrs=qrs)
 
 
-def booklet_parts(c: Collection, printed: Printed | None = None, qr_code: Callable[[str], str] = qr_data_url) -> list[Job]:
+def booklet_parts(c: Collection, printed: Shown | None = None, qr_code: Callable[[str], str] = qr_data_url) -> list[Job]:
     """The parts of the booklet's body, in order: each section's topics cut by :func:`part_runs`.
     A part is named by its section and first topic, so its cache key stays when parts before
     it change."""
-    printed = printed or Printed.of(c)
+    printed = printed or shown_topics(c)
     head = Masthead.of(c)
     head_key = head.key()
     parts = []
@@ -184,7 +172,7 @@ def booklet_parts(c: Collection, printed: Printed | None = None, qr_code: Callab
         shown = SectionHead(section.slug, section.title)
         for n, run in enumerate(part_runs(list(section.topics))):
             first = n == 0
-            identity = json.dumps([head_key, shown, first, [printed.keys[s] for s in run]])
+            identity = json.dumps([head_key, shown, first, [printed.json[s] for s in run]])
             parts.append(Job(f"{PART_PREFIX}{section.slug}/{run[0] if run else ''}", identity,
                              partial(booklet_part_html, head, shown, [printed.topics[s] for s in run], first, qr_code),
                              ("base", "booklet"), "part"))
@@ -413,7 +401,7 @@ def start(c: Collection, ctx: BuildContext) -> _Started:
     paper = str(ctx.options.get("paper") or ctx.config.pdf.paper)
     jobs = max(1, int(ctx.options.get("jobs") or 1))
     run = _Scheduler(ctx, paper, ctx.source_date_epoch, jobs)
-    printed = Printed.of(c)
+    printed = shown_topics(c)
     qr_code = QRCodes(ctx.parts, (t.media.video_url for t in c.topics if t.media.video_url))
     names = booklet_parts(c, printed, qr_code)
     parts = run.lookup(names)

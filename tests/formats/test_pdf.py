@@ -338,7 +338,7 @@ def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(s
     config, loaded = seed
     _, long_loaded = _long_case(tmp_path)
     documents = [job.document() for c in (loaded.collection, long_loaded.collection)
-                 for job in pdf._handouts(c, pdf.Printed.of(c)) + pdf.booklet_parts(c) + pdf._front(c)]
+                 for job in pdf._handouts(c, pdf.shown_topics(c)) + pdf.booklet_parts(c) + pdf._front(c)]
 
     def rendered():
         return [pdfrender.render_part(documents, paper, 1795564800)[::2] for paper in ("letter", "a4")]
@@ -406,7 +406,7 @@ def test_our_user_agent_stylesheet_gives_the_pdfs_weasyprints_gives(seed, video_
     documents = [job.document() for _, loaded in (seed, video_case, hostile_case, _long_case(tmp_path),
                                                   load_case(lists))
                  for c in [loaded.collection]
-                 for job in pdf._handouts(c, pdf.Printed.of(c)) + pdf.booklet_parts(c) + pdf._front(c)]
+                 for job in pdf._handouts(c, pdf.shown_topics(c)) + pdf.booklet_parts(c) + pdf._front(c)]
 
     def rendered():
         return [pdfrender.render_part(documents, paper, 1795564800)[::2] for paper in ("letter", "a4")]
@@ -484,7 +484,7 @@ def test_text_runs_tagged_in_their_element_give_the_pages_and_tree_weasyprint_gi
 
     documents = [job.document() for _, loaded in (seed, video_case, _long_case(tmp_path))
                  for c in [loaded.collection]
-                 for job in pdf._handouts(c, pdf.Printed.of(c)) + pdf.booklet_parts(c) + pdf._front(c)
+                 for job in pdf._handouts(c, pdf.shown_topics(c)) + pdf.booklet_parts(c) + pdf._front(c)
                  if job.kind != "overlay"]  # the overlay is drawn as an artifact: not tagged
 
     def rendered():
@@ -660,7 +660,7 @@ if sys.argv[1] == "fresh" and cache.is_dir():  # the declarations' module writte
         old.unlink()
 config, loaded = load_case(SEED, SEED_CONFIG)
 c = loaded.collection
-jobs = [*pdf._handouts(c, pdf.Printed.of(c)), *pdf.booklet_parts(c), *pdf._front(c)]
+jobs = [*pdf._handouts(c, pdf.shown_topics(c)), *pdf.booklet_parts(c), *pdf._front(c)]
 documents = [pdfrender.Document(j.path, j.html if isinstance(j.html, str) else j.html(), j.sheets, j.kind) for j in jobs]
 files, _fetches, _pages = pdfrender.render_part(documents, "letter", 1795564800)
 import weasyprint.pdf.fonts, weasyprint.text.ffi
@@ -712,7 +712,7 @@ def test_pdfs_of_topics_without_a_video_import_no_qr_code_library():
              "from pipeline.formats import pdf\n"
              f"config, loaded = load_inputs(Inputs([Path({str(SEED)!r})], Path({str(SEED_CONFIG)!r}), None))\n"
              "c = loaded.collection\n"
-             "jobs = pdf.booklet_parts(c) + pdf._handouts(c, pdf.Printed.of(c))\n"
+             "jobs = pdf.booklet_parts(c) + pdf._handouts(c, pdf.shown_topics(c))\n"
              "assert all('<html' in job.html() for job in jobs)")
     assert modules_imported(probe, ("segno",)) == []
 
