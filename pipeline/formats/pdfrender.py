@@ -267,30 +267,41 @@ _MARGIN_CORNER = """        box = make_box(at_keyword, (cb_width, cb_height))"""
 _MARGIN_START = "    margin_top = page.margin_top\n"
 
 
-def _rewritten(module, name: str, edits: list[tuple[str, str]]):
-    """WeasyPrint's function ``name`` of ``module`` with ``edits`` made to its source (each
-    ``(anchor, replacement)``: an anchor found exactly once), compiled in a copy of the module's
-    namespace: the new function, or None when the source reads otherwise (another release) or
-    cannot be read (a compiled or bytecode-only install), and WeasyPrint's stays as it is."""
-    # the function's text, up to the next top-level definition (inspect.getsource takes 11 ms
+def _rewritten(module, name: str, edits: list[tuple[str, str]], within: str | None = None):
+    """The library's function ``name`` of ``module`` (a method of its class ``within``) with
+    ``edits`` made to its source (each ``(anchor, replacement)``: an anchor found exactly once),
+    compiled in a copy of the module's namespace: the new function, or None when the source reads
+    otherwise (another release) or cannot be read (a compiled or bytecode-only install), and the
+    library's stays as it is (``function.original``)."""
+    # the function's text, up to the next definition at its level (inspect.getsource takes 11 ms
     # to find the same, and a worker's start-up is on a rebuild's path)
     try:
         text = Path(module.__file__).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    start = text.find(f"\ndef {name}(") + 1
-    end = (text.find("\ndef ", start) + 1 or len(text)) if start else 0
+    indent, after = "", 0
+    if within:  # a method: in the class's body
+        indent = "    "
+        after = text.find(f"\nclass {within}:") + 1 or text.find(f"\nclass {within}(") + 1
+        if not after:
+            return None
+    start = text.find(f"\n{indent}def {name}(", after) + 1
+    ends = [i + 1 for i in (text.find(f"\n{indent}def ", start), text.find(f"\n{indent}@", start),
+                            text.find("\nclass ", start), text.find("\ndef ", start)) if i >= 0]
+    end = min(ends, default=len(text)) if start else 0
     source = text[start:end]
     if not source or any(source.count(anchor) != 1 for anchor, _ in edits):
         return None
     for anchor, replacement in edits:
         source = source.replace(anchor, replacement)
+    if indent:
+        source = "".join(line.removeprefix(indent) for line in source.splitlines(keepends=True))
     namespace = dict(vars(module))
-    lines = "\n" * text.count("\n", 0, start)  # so tracebacks give the lines of WeasyPrint's file
+    lines = "\n" * text.count("\n", 0, start)  # so tracebacks give the lines of the library's file
     exec(compile(lines + source, module.__file__, "exec"), namespace)
     function = namespace[name]
     function.carepress = True
-    function.weasyprint = getattr(module, name)  # WeasyPrint's own (tests compare the two)
+    function.original = getattr(getattr(module, within) if within else module, name)  # tests compare the two
     return function
 
 
@@ -350,6 +361,47 @@ def _text_runs_in_their_element() -> None:
         (_TEXT_RUN, _TEXT_RUN.replace("if tag == 'Link':", "if tag == 'Link' or kid['tag'] == 'Span':"))])
     if function is not None:
         tags._build_box_tree = function  # what add_tags calls
+
+
+# pydyf's PDF.write, for a compressed file with an identifier (what WeasyPrint asks for), makes
+# every object's data twice: once to write it, once more for the identifier's MD5 (and a stream's
+# data is its deflated bytes, so every stream is deflated twice).
+_WRITE_START = "        # Convert version and identifier to bytes.\n"
+_WRITE_ONCE = [
+    (_WRITE_START,
+     "        datas = {}  # carepress: each object's data made once, kept with the object\n\n"
+     "        def data_of(object_):\n"
+     "            found = datas.get(id(object_))\n"
+     "            if found is None:\n"
+     "                found = datas[id(object_)] = (object_, object_.data)\n"
+     "            return found[1]\n\n"
+     "        def indirect(object_):  # Object.indirect\n"
+     "            return f'{object_.number} {object_.generation} obj\\n'.encode() + data_of(object_) + b'\\nendobj'\n\n"
+     + _WRITE_START),
+    ("\n                    self.write_line(object_.indirect, output)",
+     "\n                    self.write_line(indirect(object_), output)"),
+    ("                data = object_.data\n", "                data = data_of(object_)\n"),
+    ("            self.write_line(object_stream.indirect, output)", "            self.write_line(indirect(object_stream), output)"),
+    ("data = b''.join(obj.data for obj in self.objects if obj.free != 'f')",
+     "data = b''.join(data_of(obj) for obj in self.objects if obj.free != 'f')"),
+]
+
+
+def _objects_serialised_once() -> None:
+    """pydyf's ``PDF.write`` making each object's data once, where it makes it twice in the file
+    WeasyPrint asks for (compressed, with an identifier): once to write the object, and again,
+    every object, to hash them all for the identifier; a stream's data is its deflated bytes, so
+    every stream, fonts and page contents included, was deflated twice. The second time gives the
+    same bytes as the first (nothing changes an object while the file is written), so the file is
+    the same (tested, against pydyf's own, for every kind of PDF). (See _rewritten: another
+    release's source leaves pydyf's method.)"""
+    import pydyf
+
+    if getattr(pydyf.PDF.write, "carepress", False):
+        return
+    function = _rewritten(pydyf, "write", _WRITE_ONCE, within="PDF")
+    if function is not None:
+        pydyf.PDF.write = function
 
 
 class _Styles(NamedTuple):
@@ -459,6 +511,7 @@ class Renderer:
         _deflate_level_6()
         _margin_boxes_only_where_generated()
         _text_runs_in_their_element()
+        _objects_serialised_once()
         styles = _styles(paper)
         self.fetches, self.fetcher, self.fonts = styles.fetches, styles.fetcher, styles.fonts
         self.base, self.large, self.booklet, self.overlay = styles.base, styles.large, styles.booklet, styles.overlay

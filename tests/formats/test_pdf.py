@@ -358,8 +358,10 @@ def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(s
 
 
 def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatch):
-    """No source to read for WeasyPrint's page layout or tagging (an install that compiled it,
-    say, which gives a binary file; or none at all): WeasyPrint's own functions stay, no error."""
+    """No source to read for WeasyPrint's page layout or tagging, or pydyf's writing (an install
+    that compiled them, say, which gives a binary file; or none at all): their own functions
+    stay, no error."""
+    import pydyf
     import weasyprint.layout
     from weasyprint.layout import page
     from weasyprint.pdf import tags
@@ -369,7 +371,9 @@ def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatc
     binary = tmp_path / "page.cpython-311-x86_64-linux-gnu.so"
     binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xf0\xff")
     pdfrender._text_runs_in_their_element()
-    plain_tagging = tags._build_box_tree.weasyprint
+    plain_tagging = tags._build_box_tree.original
+    pdfrender._objects_serialised_once()
+    plain_write = pydyf.PDF.write.original
     try:
         for path in (binary, tmp_path / "missing.py"):
             monkeypatch.setattr(weasyprint.layout, "make_margin_boxes", page.make_margin_boxes)
@@ -380,12 +384,18 @@ def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatc
             monkeypatch.setattr(tags, "__file__", str(path))
             pdfrender._text_runs_in_their_element()
             assert tags._build_box_tree is plain_tagging
+            monkeypatch.setattr(pydyf.PDF, "write", plain_write)  # and pydyf's writing
+            monkeypatch.setattr(pydyf, "__file__", str(path))
+            pdfrender._objects_serialised_once()
+            assert pydyf.PDF.write is plain_write
     finally:
         monkeypatch.undo()
         pdfrender._margin_boxes_only_where_generated()
         pdfrender._text_runs_in_their_element()
+        pdfrender._objects_serialised_once()
     assert getattr(weasyprint.layout.make_margin_boxes, "carepress", False)
     assert getattr(tags._build_box_tree, "carepress", False)
+    assert getattr(pydyf.PDF.write, "carepress", False)
 
 
 def test_our_user_agent_stylesheet_gives_the_pdfs_weasyprints_gives(seed, video_case, hostile_case, tmp_path,
@@ -493,7 +503,7 @@ def test_text_runs_tagged_in_their_element_give_the_pages_and_tree_weasyprint_gi
     patched = rendered()
     assert getattr(tags._build_box_tree, "carepress", False)
     try:
-        tags._build_box_tree = tags._build_box_tree.weasyprint
+        tags._build_box_tree = tags._build_box_tree.original
         plain = rendered()
     finally:
         pdfrender._text_runs_in_their_element()
@@ -508,6 +518,56 @@ def test_text_runs_tagged_in_their_element_give_the_pages_and_tree_weasyprint_gi
             runs += len(_spans(old)) - len(_spans(new))
             assert len(patched[path]) < len(plain[path])
     assert runs > 500
+
+
+def test_objects_serialised_once_give_the_files_pydyf_gives(seed, video_case, hostile_case, tmp_path, monkeypatch):
+    """pdfrender._objects_serialised_once: pydyf's PDF.write making each object's data once is
+    installed (for the pinned pydyf), and every kind of PDF (handouts alone and laid out
+    together, large print, a handout of two pages, booklet parts, the front, the untagged
+    overlay, the QR codes' figures, hostile text) is byte for byte the file pydyf's own gives,
+    on both papers. pydyf's made every stream's data (deflating it) twice; ours, once."""
+    import pydyf
+
+    from pipeline.formats import pdf, pdfrender
+
+    documents = [job.document() for _, loaded in (seed, video_case, hostile_case, _long_case(tmp_path))
+                 for c in [loaded.collection]
+                 for job in pdf._handouts(c, pdf.shown_topics(c)) + pdf.booklet_parts(c) + pdf._front(c)]
+    made: list[dict[int, int]] = []  # for each file written, how often each stream's data was made
+    data = pydyf.Stream.data
+
+    def counted(stream):
+        made[-1][id(stream)] = made[-1].get(id(stream), 0) + 1
+        return data.fget(stream)
+
+    def rendered():
+        made.clear()
+        for paper in ("letter", "a4"):
+            pdfrender._renderer(paper, 1795564800)  # made now: a new one installs ours
+        write = pydyf.PDF.write
+
+        def writing(*args, **kwargs):
+            made.append({})
+            return write(*args, **kwargs)
+
+        with monkeypatch.context() as m:
+            m.setattr(pydyf.Stream, "data", property(counted))
+            m.setattr(pydyf.PDF, "write", writing)
+            files = [pdfrender.render_part(documents, paper, 1795564800)[::2] for paper in ("letter", "a4")]
+        return files, max(n for counts in made for n in counts.values()), sum(map(len, made))
+
+    ours, most, streams = rendered()
+    assert getattr(pydyf.PDF.write, "carepress", False) and most == 1
+    try:
+        pydyf.PDF.write = pydyf.PDF.write.original
+        plain, most, plain_streams = rendered()
+    finally:
+        pdfrender._objects_serialised_once()
+    assert getattr(pydyf.PDF.write, "carepress", False)
+    assert most == 2 and plain_streams == streams > 10 * len(documents)
+    assert ours == plain
+    assert len(ours[0][0]) > 40 and ours[0][1]["pdf/a-very-long-topic.pdf"] > 1 and any(
+        "<img" in doc.html for doc in documents)
 
 
 @pytest.mark.parametrize("case", ["seed", "video", "hostile", "long"])
