@@ -26,6 +26,11 @@ def check_path(relative: str) -> str:
     return relative
 
 
+def _inside(root: str, real: str) -> bool:
+    """Whether ``real`` (a resolved path) is the resolved output folder ``root`` or within it."""
+    return real == root or real.startswith(root + os.sep)
+
+
 def _same_bytes(_name: str, target: str, st: os.stat_result, data: bytes) -> bool:
     if st.st_size != len(data):
         return False
@@ -151,7 +156,7 @@ class Publication:
         if folder not in self._folders:  # once per folder: thousands of files share a few
             self._makedirs(os.path.join(self._root, folder))
             real = os.path.realpath(os.path.join(self._root, folder))
-            if real != self._root and not real.startswith(self._root + os.sep):
+            if not _inside(self._root, real):
                 raise CarepressError([error("CP120", f"refused output path {name!r}: it leads outside {self.out_dir}")])
             staged = os.path.join(self._staging, folder)
             os.makedirs(staged, exist_ok=True)
@@ -211,7 +216,7 @@ def remove(out_dir: Path, names: Iterable[str]) -> None:
         except CarepressError:  # not a name any build publishes (a manifest edited by hand)
             continue
         real = os.path.realpath(os.path.join(root, folder))
-        if real != root and not real.startswith(root + os.sep):
+        if not _inside(root, real):
             continue
         target = os.path.join(real, base)
         try:

@@ -289,10 +289,13 @@ def _video(topic: Topic) -> dict | None:
     return {"url": url, "host": urlsplit(url).hostname or url, "duration": human_duration(topic.media.duration_seconds)}
 
 
-def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], list[tuple[Part, list[dict]]]]:
+def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], list[tuple[Part, list[dict]]], str]:
+    """The book's documents in reading order, the contents (:func:`contents`) and their text, which
+    the nav document and the NCX are cached under."""
     lang = collection.language
     order = reading_order(collection)
     toc = contents(order)
+    toc_text = repr(toc)
     first_body = section_href(order[0][0])
     page = {"lang": lang, "css": CSS_PATH}  # what every document gets; topic and contents documents get no more
     common = {**page, "collection": collection}
@@ -307,7 +310,7 @@ def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], li
             description=paragraphs_html(collection.description) if collection.description else "")),
         Doc("nav", "nav.xhtml", "Contents", cached(ctx.parts, lambda: _xhtml(
             "nav.xhtml", **page, collection=book, title="Contents", order=toc, topic_href=topic_href,
-            section_href=section_href, first_body=first_body), "epub-nav", lang, repr(book), first_body, repr(toc))),
+            section_href=section_href, first_body=first_body), "epub-nav", lang, repr(book), first_body, toc_text)),
     ]
     for (section, section_groups), (part, part_groups) in zip(order, toc):
         docs.append(Doc(f"section-{section.slug}", section_href(section), section.title, cached(ctx.parts, partial(
@@ -335,7 +338,7 @@ def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], li
         topics=len(collection.topics), with_video=with_video, built=human_date(modified.date()),
         font_family=FONT_FAMILY, font_licence=f"{FONT_PATH}/{FONT_LICENCE}",
         description=paragraphs_html(collection.description) if collection.description else "")))
-    return docs, toc
+    return docs, toc, toc_text
 
 
 # --- the package -------------------------------------------------------------------
@@ -343,7 +346,7 @@ def _documents(collection: Collection, ctx: BuildContext) -> tuple[list[Doc], li
 def _book(collection: Collection, ctx: BuildContext):
     from ebooklib import epub
 
-    docs, toc = _documents(collection, ctx)
+    docs, toc, toc_text = _documents(collection, ctx)
     book = epub.EpubBook()
     book.FOLDER_NAME = FOLDER
     book.set_identifier(book_identifier(collection.id))
@@ -412,7 +415,7 @@ def _book(collection: Collection, ctx: BuildContext):
         ncx.append((epub.Section(xml_safe(section.title), section_href(section)), children))
     ncx.append(epub.Link("about.xhtml", "About this book", "ncx-about"))
     book.toc = ncx
-    return book, repr(toc)
+    return book, toc_text
 
 
 def _patch_opf(data: bytes, lang: str) -> bytes:

@@ -307,6 +307,17 @@ def _rewritten(module, name: str, edits: list[tuple[str, str]], within: str | No
     return function
 
 
+def _install(owner, attribute: str, module, name: str, edits: list[tuple[str, str]],
+             within: str | None = None) -> None:
+    """``owner.attribute`` (where the library calls it from) set to :func:`_rewritten`'s function,
+    once; left as it is when the source reads otherwise or cannot be read."""
+    if getattr(getattr(owner, attribute), "carepress", False):
+        return
+    function = _rewritten(module, name, edits, within)
+    if function is not None:
+        setattr(owner, attribute, function)
+
+
 def _margin_boxes_only_where_generated() -> None:
     """WeasyPrint's ``make_margin_boxes``, skipping a side of the page none of whose three
     margin boxes generates anything, and a corner box that generates nothing, before making
@@ -321,9 +332,7 @@ def _margin_boxes_only_where_generated() -> None:
     import weasyprint.layout as layout
     from weasyprint.layout import page
 
-    if getattr(layout.make_margin_boxes, "carepress", False):
-        return
-    function = _rewritten(page, "make_margin_boxes", [
+    _install(layout, "make_margin_boxes", page, "make_margin_boxes", [  # what layout_document calls
         (_MARGIN_START, "    def generates(at_keyword):\n"
                         "        style = context.style_for(page.page_type, at_keyword)\n"
                         "        return style is not None and style['content'] not in (\n"
@@ -332,8 +341,6 @@ def _margin_boxes_only_where_generated() -> None:
                        "            continue\n" + _MARGIN_SIDE),
         (_MARGIN_CORNER, "        if not generates(at_keyword):\n"
                          "            continue\n" + _MARGIN_CORNER)])
-    if function is not None:
-        layout.make_margin_boxes = function  # what layout_document calls
 
 
 # Where WeasyPrint's tagging gives a run of text (a text box, marked "Span" in the page's content)
@@ -357,12 +364,8 @@ def _text_runs_in_their_element() -> None:
     load_weasyprint()
     from weasyprint.pdf import tags
 
-    if getattr(tags._build_box_tree, "carepress", False):
-        return
-    function = _rewritten(tags, "_build_box_tree", [
+    _install(tags, "_build_box_tree", tags, "_build_box_tree", [  # what add_tags calls
         (_TEXT_RUN, _TEXT_RUN.replace("if tag == 'Link':", "if tag == 'Link' or kid['tag'] == 'Span':"))])
-    if function is not None:
-        tags._build_box_tree = function  # what add_tags calls
 
 
 # pydyf's PDF.write, for a compressed file with an identifier (what WeasyPrint asks for), makes
@@ -399,11 +402,7 @@ def _objects_serialised_once() -> None:
     release's source leaves pydyf's method.)"""
     import pydyf
 
-    if getattr(pydyf.PDF.write, "carepress", False):
-        return
-    function = _rewritten(pydyf, "write", _WRITE_ONCE, within="PDF")
-    if function is not None:
-        pydyf.PDF.write = function
+    _install(pydyf.PDF, "write", pydyf, "write", _WRITE_ONCE, within="PDF")
 
 
 class _Styles(NamedTuple):
