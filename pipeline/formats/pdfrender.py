@@ -267,10 +267,12 @@ _MARGIN_CORNER = """        box = make_box(at_keyword, (cb_width, cb_height))"""
 _MARGIN_START = "    margin_top = page.margin_top\n"
 
 
-def _rewritten(module, name: str, edits: list[tuple[str, str]], within: str | None = None):
+def _rewritten(module, name: str, edits: list[tuple[str, str]], within: str | None = None,
+               names: dict | None = None):
     """The library's function ``name`` of ``module`` (a method of its class ``within``) with
     ``edits`` made to its source (each ``(anchor, replacement)``: an anchor found exactly once),
-    compiled in a copy of the module's namespace: the new function, or None when the source reads
+    compiled in a copy of the module's namespace (with ``names`` added, for the edits): the new
+    function, or None when the source reads
     otherwise (another release) or cannot be read (a compiled or bytecode-only install), and the
     library's stays as it is (``function.original``)."""
     # the function's text, up to the next definition at its level (inspect.getsource takes 11 ms
@@ -298,7 +300,7 @@ def _rewritten(module, name: str, edits: list[tuple[str, str]], within: str | No
         source = source.replace(anchor, replacement)
     if indent:
         source = "".join(line.removeprefix(indent) for line in source.splitlines(keepends=True))
-    namespace = dict(vars(module))
+    namespace = {**vars(module), **(names or {})}
     lines = "\n" * text.count("\n", 0, start)  # so tracebacks give the lines of the library's file
     exec(compile(lines + source, module.__file__, "exec"), namespace)
     function = namespace[name]
@@ -308,12 +310,12 @@ def _rewritten(module, name: str, edits: list[tuple[str, str]], within: str | No
 
 
 def _install(owner, attribute: str, module, name: str, edits: list[tuple[str, str]],
-             within: str | None = None) -> None:
+             within: str | None = None, names: dict | None = None) -> None:
     """``owner.attribute`` (where the library calls it from) set to :func:`_rewritten`'s function,
     once; left as it is when the source reads otherwise or cannot be read."""
     if getattr(getattr(owner, attribute), "carepress", False):
         return
-    function = _rewritten(module, name, edits, within)
+    function = _rewritten(module, name, edits, within, names)
     if function is not None:
         setattr(owner, attribute, function)
 
@@ -403,6 +405,131 @@ def _objects_serialised_once() -> None:
     import pydyf
 
     _install(pydyf.PDF, "write", pydyf, "write", _WRITE_ONCE, within="PDF")
+
+
+# Where WeasyPrint's draw_first_line starts a run's glyphs: it then reads each glyph's id, width and
+# offsets through cffi, one attribute at a time, and builds the run's string a piece at a time.
+_GLYPHS_START = """        string += '<'
+        for i, glyph_info in enumerate(glyphs_info[0:num_glyphs]):
+"""
+_GLYPHS_AT_ONCE = """        string += '<'
+        # carepress: a run of an outline font whose glyphs are all drawn as they are (no empty or
+        # unknown glyph, none raised or lowered) read at once, as plain integers (each
+        # PangoGlyphInfo is five 32-bit ints: glyph, width, x offset, y offset, attributes), and
+        # written as the loop below writes it; any other run goes through the loop
+        at_once = False
+        if num_glyphs and GLYPH_INFO_INTS and not (font.bitmap or font.svg or font.png or font.colr):
+            values = ffi.unpack(ffi.cast('gint *', glyphs_info), 5 * num_glyphs)
+            ids = values[0::5]
+            if min(ids) >= 0 and max(ids) < pango.PANGO_GLYPH_EMPTY and not any(values[3::5]):
+                at_once = True
+                to_unicode, widths, pieces = font.to_unicode, font.widths, []
+                for i, glyph_id in enumerate(ids):
+                    if glyph_id not in to_unicode:
+                        offset = glyph_item.item.offset
+                        t1 = clusters[i]
+                        if glyph_item.item.analysis.level % 2:  # rtl
+                            t2 = glyph_item.item.length if i == 0 else clusters[i-1]
+                        else:
+                            t2 = glyph_item.item.length if i == num_glyphs-1 else clusters[i+1]
+                        utf8_text = utf8_text or textbox.pango_layout.text.encode()
+                        to_unicode[glyph_id] = utf8_text[offset+t1:offset+t2].decode()
+                    offset = values[5 * i + 2] / font_size
+                    if offset:
+                        pieces.append(f'>{-offset}<')
+                    pieces.append(f'{glyph_id:04x}')
+                    if glyph_id in widths:
+                        logical_width = widths[glyph_id]
+                    else:
+                        pango.pango_font_get_glyph_extents(
+                            pango_font, glyph_id, stream.ink_rect, stream.logical_rect)
+                        logical_width = widths[glyph_id] = round(
+                            stream.logical_rect.width * 1000 * FROM_UNITS / font_size)
+                    kerning = logical_width + offset - values[5 * i + 1] * 1000 * FROM_UNITS / font_size
+                    if kerning:
+                        pieces.append(f'>{int(kerning)}<')
+                    x_advance += (logical_width + offset - kerning) / 1000
+                string += ''.join(pieces)
+        for i, glyph_info in enumerate(() if at_once else glyphs_info[0:num_glyphs]):
+"""
+
+
+def _glyphs_read_at_once() -> None:
+    """WeasyPrint's ``draw_first_line`` reading a run's glyphs at once. WeasyPrint reads each
+    glyph's id, width and offsets through cffi, an attribute at a time, and adds to the run's
+    string a piece at a time: the loop was the largest cost of WeasyPrint's own Python in a
+    handout (a sixth of the time it took to draw one). A run of an outline font whose glyphs
+    are all drawn as they are (no empty or unknown glyph, none raised or lowered: every run of
+    our fonts' text) is read as one list of integers and written as WeasyPrint's loop writes
+    it, the same arithmetic in the same order; any other run goes through WeasyPrint's loop.
+    The PDFs are the same (tested, against WeasyPrint's function). (See _rewritten: another
+    release's source leaves WeasyPrint's function.)"""
+    load_weasyprint()
+    from weasyprint.draw import text
+    from weasyprint.text.ffi import ffi
+
+    ints = ffi.sizeof("PangoGlyphInfo") == 5 * ffi.sizeof("gint")
+    _install(text, "draw_first_line", text, "draw_first_line", [(_GLYPHS_START, _GLYPHS_AT_ONCE)],
+             names={"GLYPH_INFO_INTS": ints})
+
+
+# Where WeasyPrint's Layout.setup (run for every Pango layout: twice for each line, to lay it out
+# and to draw it) makes a Pango context and a font description for the style, anew each time.
+_SETUP_CONTEXT = """        font_map = style.font_config.font_map
+        pango_context = ffi.gc(
+            pango.pango_font_map_create_context(font_map),
+            gobject.g_object_unref)
+        pango.pango_context_set_round_glyph_positions(pango_context, False)
+        pango.pango_context_set_base_dir(
+            pango_context, PANGO_DIRECTION[style['direction']])
+
+        if style['font_language_override'] != 'normal':
+            lang_p, lang = unicode_to_char_p(LST_TO_ISO.get(
+                style['font_language_override'].lower(),
+                style['font_language_override']))
+        elif style['lang']:
+            lang_p, lang = unicode_to_char_p(style['lang'])
+        else:
+            lang = None
+            self.language = pango.pango_language_get_default()
+        if lang:
+            self.language = pango.pango_language_from_string(lang_p)
+            pango.pango_context_set_language(pango_context, self.language)
+
+        assert not isinstance(style['font_family'], str), (
+            'font_family should be a list')
+        font_description = get_font_description(style)
+"""
+_SETUP_CACHED = """        # carepress: the context (and language) and the font description made once for each
+        # set of the values they are made from, and kept with the font configuration
+        made = style.font_config.__dict__.setdefault('carepress_setups', {})
+        context_key = (style['direction'], style['font_language_override'], style['lang'])
+        if context_key not in made:
+""" + "".join("    " + line if line.strip() else line for line in _SETUP_CONTEXT.splitlines(keepends=True)[:21]) + \
+"""            made[context_key] = pango_context, self.language
+        pango_context, self.language = made[context_key]
+        assert not isinstance(style['font_family'], str), (
+            'font_family should be a list')
+        description_key = (tuple(style['font_family']), style['font_style'], style['font_stretch'],
+                           style['font_weight'], style['font_size'], style['font_variant_caps'],
+                           str(style['font_variation_settings']))
+        if description_key not in made:
+            made[description_key] = get_font_description(style)
+        font_description = made[description_key]
+"""
+
+
+def _pango_setups_kept() -> None:
+    """WeasyPrint's ``Layout.setup`` making a Pango context (with its language) and a font
+    description once for each set of the style values they are made from, not for every layout
+    (two for each line of text: one to lay it out, one to draw it). Nothing changes either once
+    made (a layout copies the description and only reads the context), so a layout made with
+    them is the one WeasyPrint makes. The PDFs are the same (tested, against WeasyPrint's
+    method). (See _rewritten: another release's source leaves WeasyPrint's method.)"""
+    load_weasyprint()
+    from weasyprint.text import line_break
+
+    _install(line_break.Layout, "setup", line_break, "setup", [(_SETUP_CONTEXT, _SETUP_CACHED)], within="Layout")
 
 
 class _Styles(NamedTuple):
@@ -513,6 +640,8 @@ class Renderer:
         _margin_boxes_only_where_generated()
         _text_runs_in_their_element()
         _objects_serialised_once()
+        _glyphs_read_at_once()
+        _pango_setups_kept()
         styles = _styles(paper)
         self.fetches, self.fetcher, self.fonts = styles.fetches, styles.fetcher, styles.fonts
         self.base, self.large, self.booklet, self.overlay = styles.base, styles.large, styles.booklet, styles.overlay

@@ -324,6 +324,22 @@ def _long_case(tmp_path):
     return load_case(source)
 
 
+def _every_kind(*cases) -> list:
+    """Every PDF of each loaded case as a worker is sent it: handouts and their large print,
+    booklet parts, the front and the overlay."""
+    from pipeline.formats import pdf
+
+    return [job.document() for _, loaded in cases for c in [loaded.collection]
+            for job in pdf._handouts(c, pdf.shown_topics(c)) + pdf.booklet_parts(c) + pdf._front(c)]
+
+
+def _on_both_papers(documents: list) -> list:
+    """``documents`` rendered on Letter and on A4: for each, ({path: bytes}, {path: pages})."""
+    from pipeline.formats import pdfrender
+
+    return [pdfrender.render_part(documents, paper, 1795564800)[::2] for paper in ("letter", "a4")]
+
+
 def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(seed, tmp_path):
     """pdfrender._margin_boxes_only_where_generated: WeasyPrint's make_margin_boxes without the
     sides and corners that generate nothing is installed (for the pinned WeasyPrint), and every
@@ -358,13 +374,15 @@ def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(s
 
 
 def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatch):
-    """No source to read for WeasyPrint's page layout or tagging, or pydyf's writing (an install
-    that compiled them, say, which gives a binary file; or none at all): their own functions
-    stay, no error."""
+    """No source to read for WeasyPrint's page layout, tagging, text drawing or Pango layouts, or
+    pydyf's writing (an install that compiled them, say, which gives a binary file; or none at
+    all): their own functions stay, no error."""
     import pydyf
     import weasyprint.layout
+    from weasyprint.draw import text
     from weasyprint.layout import page
     from weasyprint.pdf import tags
+    from weasyprint.text import line_break
 
     from pipeline.formats import pdfrender
 
@@ -374,6 +392,10 @@ def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatc
     plain_tagging = tags._build_box_tree.original
     pdfrender._objects_serialised_once()
     plain_write = pydyf.PDF.write.original
+    pdfrender._glyphs_read_at_once()
+    plain_drawing = text.draw_first_line.original
+    pdfrender._pango_setups_kept()
+    plain_setup = line_break.Layout.setup.original
     try:
         for path in (binary, tmp_path / "missing.py"):
             monkeypatch.setattr(weasyprint.layout, "make_margin_boxes", page.make_margin_boxes)
@@ -388,14 +410,26 @@ def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatc
             monkeypatch.setattr(pydyf, "__file__", str(path))
             pdfrender._objects_serialised_once()
             assert pydyf.PDF.write is plain_write
+            monkeypatch.setattr(text, "draw_first_line", plain_drawing)  # drawing text
+            monkeypatch.setattr(text, "__file__", str(path))
+            pdfrender._glyphs_read_at_once()
+            assert text.draw_first_line is plain_drawing
+            monkeypatch.setattr(line_break.Layout, "setup", plain_setup)  # Pango layouts
+            monkeypatch.setattr(line_break, "__file__", str(path))
+            pdfrender._pango_setups_kept()
+            assert line_break.Layout.setup is plain_setup
     finally:
         monkeypatch.undo()
         pdfrender._margin_boxes_only_where_generated()
         pdfrender._text_runs_in_their_element()
         pdfrender._objects_serialised_once()
+        pdfrender._glyphs_read_at_once()
+        pdfrender._pango_setups_kept()
     assert getattr(weasyprint.layout.make_margin_boxes, "carepress", False)
     assert getattr(tags._build_box_tree, "carepress", False)
     assert getattr(pydyf.PDF.write, "carepress", False)
+    assert getattr(text.draw_first_line, "carepress", False)
+    assert getattr(line_break.Layout.setup, "carepress", False)
 
 
 def test_our_user_agent_stylesheet_gives_the_pdfs_weasyprints_gives(seed, video_case, hostile_case, tmp_path,
@@ -408,26 +442,19 @@ def test_our_user_agent_stylesheet_gives_the_pdfs_weasyprints_gives(seed, video_
     worker) does not make it. A stylesheet that reads otherwise is used as it is."""
     import weasyprint.html
 
-    from pipeline.formats import pdf, pdfrender
+    from pipeline.formats import pdfrender
 
     lists = tmp_path / "lists.txt"
     lists.write_text("Lists\n\nBefore the Visit\n\nWrite these down:\n\n- when it started\n- what helps\n\n"
                      "Then, in order:\n\n1. bring the list\n2. ask about the next step\n")
-    documents = [job.document() for _, loaded in (seed, video_case, hostile_case, _long_case(tmp_path),
-                                                  load_case(lists))
-                 for c in [loaded.collection]
-                 for job in pdf._handouts(c, pdf.shown_topics(c)) + pdf.booklet_parts(c) + pdf._front(c)]
-
-    def rendered():
-        return [pdfrender.render_part(documents, paper, 1795564800)[::2] for paper in ("letter", "a4")]
-
+    documents = _every_kind(seed, video_case, hostile_case, _long_case(tmp_path), load_case(lists))
     assert len(documents) > pdfrender.OWN_UA_FROM
-    ours = rendered()  # so many documents: with ours
+    ours = _on_both_papers(documents)  # so many documents: with ours
     assert pdfrender._OWN_UA == [list(pdfrender._user_agent())]
     assert pdfrender._user_agent() != (weasyprint.html.UA_STYLESHEET,)
     assert all(any(tag in doc.html for doc in documents) for tag in ("<ul><li>", "<ol><li>", "<img"))
     monkeypatch.setattr(pdfrender, "_OWN_UA", [[weasyprint.html.UA_STYLESHEET]])
-    assert rendered() == ours
+    assert _on_both_papers(documents) == ours
     monkeypatch.setattr(pdfrender, "_OWN_UA", [])  # a rebuild's worker: WeasyPrint's
     few = documents[:pdfrender.OWN_UA_FROM]
     assert pdfrender.render_part(few, "letter", 1795564800)[0] == {doc.path: ours[0][0][doc.path] for doc in few}
@@ -528,11 +555,9 @@ def test_objects_serialised_once_give_the_files_pydyf_gives(seed, video_case, ho
     on both papers. pydyf's made every stream's data (deflating it) twice; ours, once."""
     import pydyf
 
-    from pipeline.formats import pdf, pdfrender
+    from pipeline.formats import pdfrender
 
-    documents = [job.document() for _, loaded in (seed, video_case, hostile_case, _long_case(tmp_path))
-                 for c in [loaded.collection]
-                 for job in pdf._handouts(c, pdf.shown_topics(c)) + pdf.booklet_parts(c) + pdf._front(c)]
+    documents = _every_kind(seed, video_case, hostile_case, _long_case(tmp_path))
     made: list[dict[int, int]] = []  # for each file written, how often each stream's data was made
     data = pydyf.Stream.data
 
@@ -553,7 +578,7 @@ def test_objects_serialised_once_give_the_files_pydyf_gives(seed, video_case, ho
         with monkeypatch.context() as m:
             m.setattr(pydyf.Stream, "data", property(counted))
             m.setattr(pydyf.PDF, "write", writing)
-            files = [pdfrender.render_part(documents, paper, 1795564800)[::2] for paper in ("letter", "a4")]
+            files = _on_both_papers(documents)
         return files, max(n for counts in made for n in counts.values()), sum(map(len, made))
 
     ours, most, streams = rendered()
@@ -809,3 +834,41 @@ def test_qr_codes_are_drawn_once_and_kept_in_the_part_cache(tmp_path, monkeypatc
     assert set(drawn) == set(urls)  # no cache: drawn as they are needed
     for name in ("pdf/tremor-talks-booklet.pdf", "pdf/living-with-tremor-part-1.pdf"):
         assert (out / name).read_bytes() == (clean / name).read_bytes()
+
+
+def test_glyphs_read_at_once_and_pango_setups_kept_give_the_pdfs_weasyprint_gives(seed, video_case, hostile_case,
+                                                                                   tmp_path):
+    """pdfrender._glyphs_read_at_once and _pango_setups_kept: WeasyPrint's draw_first_line reading
+    a run's glyphs as one list of integers, and its Layout.setup keeping each Pango context and
+    font description, are installed (for the pinned WeasyPrint), and every kind of PDF is byte
+    for byte the one WeasyPrint's own give, on both papers: handouts alone and laid out
+    together, large print, a handout of two pages, booklet parts, the front, the overlay, the QR
+    codes' figures, hostile text, and text our fonts do not have (Arabic and Hebrew, right to
+    left, in a fallback font; Chinese and an emoji, drawn as missing glyphs), which goes through
+    WeasyPrint's own loop."""
+    from weasyprint.draw import text
+    from weasyprint.text import line_break
+
+    from pipeline.formats import pdfrender
+
+    scripts = tmp_path / "scripts.txt"
+    scripts.write_text("Other Scripts\n\nSaying Hello\n\nHello in Arabic is مرحبا بكم and in Hebrew שלום עליכם; "
+                       "in Chinese 你好. A smile 🙂 and a café, naïve, Ærø.\n", encoding="utf-8")
+    documents = _every_kind(seed, video_case, hostile_case, _long_case(tmp_path), load_case(scripts))
+    ours = _on_both_papers(documents)
+    assert getattr(text.draw_first_line, "carepress", False)
+    assert getattr(line_break.Layout.setup, "carepress", False)
+    try:
+        text.draw_first_line = text.draw_first_line.original
+        line_break.Layout.setup = line_break.Layout.setup.original
+        plain = _on_both_papers(documents)
+    finally:
+        pdfrender._glyphs_read_at_once()
+        pdfrender._pango_setups_kept()
+    assert getattr(text.draw_first_line, "carepress", False)
+    assert getattr(line_break.Layout.setup, "carepress", False)
+    assert ours == plain
+    assert len(ours[0][0]) > 40 and ours[0][1]["pdf/a-very-long-topic.pdf"] > 1
+    with open_bytes(ours[0][0]["pdf/saying-hello.pdf"]) as handout:
+        fonts = {str(font.BaseFont).split("+")[-1] for page in handout.pages for font in page.Resources.Font.values()}
+    assert any(not name.startswith("Atkinson") for name in fonts), fonts  # a fallback font drew some of it
