@@ -532,6 +532,40 @@ def _pango_setups_kept() -> None:
     _install(line_break.Layout, "setup", line_break, "setup", [(_SETUP_CONTEXT, _SETUP_CACHED)], within="Layout")
 
 
+def _struts_kept() -> None:
+    """WeasyPrint's ``strut`` (a style's line height and baseline, asked for every line box, and
+    for every inline box of it) kept with the style it was asked for once made. WeasyPrint
+    keeps it too, but under a key it makes anew each time: the text of a tuple of fourteen of
+    the style's values. A style's values do not change once computed (WeasyPrint computes
+    each on first use, and a style it changes is a copy), so the strut kept is the one
+    WeasyPrint would make again: the same PDFs (tested, against WeasyPrint's function), 1.4%
+    fewer instructions (callgrind: 12 handouts, their large print and a booklet part)."""
+    load_weasyprint()
+    from weasyprint.css import computed_values, units
+    from weasyprint.layout import inline
+    from weasyprint.text import line_break
+
+    original = line_break.strut
+    if getattr(original, "carepress", False):
+        return
+
+    def strut(style):
+        kept = getattr(style, "carepress_strut", None)
+        if kept is None:
+            kept = original(style)
+            try:
+                style.carepress_strut = kept
+            except AttributeError:  # a style with no attributes of its own: made each time
+                pass
+        return kept
+
+    strut.carepress = True
+    strut.original = original
+    for module in (line_break, inline, units, computed_values):  # each calls it by its own name
+        if getattr(module, "strut", None) is original:
+            module.strut = strut
+
+
 class _Styles(NamedTuple):
     """Fonts and parsed stylesheets for one paper size: made once per process (most of a
     worker's start-up after importing WeasyPrint), shared by every Renderer."""
@@ -642,6 +676,7 @@ class Renderer:
         _objects_serialised_once()
         _glyphs_read_at_once()
         _pango_setups_kept()
+        _struts_kept()
         styles = _styles(paper)
         self.fetches, self.fetcher, self.fonts = styles.fetches, styles.fetcher, styles.fonts
         self.base, self.large, self.booklet, self.overlay = styles.base, styles.large, styles.booklet, styles.overlay

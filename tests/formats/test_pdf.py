@@ -836,21 +836,25 @@ def test_qr_codes_are_drawn_once_and_kept_in_the_part_cache(tmp_path, monkeypatc
         assert (out / name).read_bytes() == (clean / name).read_bytes()
 
 
-def test_glyphs_read_at_once_and_pango_setups_kept_give_the_pdfs_weasyprint_gives(seed, video_case, hostile_case,
-                                                                                   tmp_path):
-    """pdfrender._glyphs_read_at_once and _pango_setups_kept: WeasyPrint's draw_first_line reading
-    a run's glyphs as one list of integers, and its Layout.setup keeping each Pango context and
-    font description, are installed (for the pinned WeasyPrint), and every kind of PDF is byte
+def test_glyphs_read_at_once_pango_setups_and_struts_kept_give_the_pdfs_weasyprint_gives(
+        seed, video_case, hostile_case, tmp_path):
+    """pdfrender._glyphs_read_at_once, _pango_setups_kept and _struts_kept: WeasyPrint's
+    draw_first_line reading a run's glyphs as one list of integers, its Layout.setup keeping
+    each Pango context and font description, and its strut kept with its style, are installed
+    (for the pinned WeasyPrint), and every kind of PDF is byte
     for byte the one WeasyPrint's own give, on both papers: handouts alone and laid out
     together, large print, a handout of two pages, booklet parts, the front, the overlay, the QR
     codes' figures, hostile text, and text our fonts do not have (Arabic and Hebrew, right to
     left, in a fallback font; Chinese and an emoji, drawn as missing glyphs), which goes through
     WeasyPrint's own loop."""
+    from weasyprint.css import computed_values, units
     from weasyprint.draw import text
+    from weasyprint.layout import inline
     from weasyprint.text import line_break
 
     from pipeline.formats import pdfrender
 
+    struts = (line_break, inline, units, computed_values)
     scripts = tmp_path / "scripts.txt"
     scripts.write_text("Other Scripts\n\nSaying Hello\n\nHello in Arabic is مرحبا بكم and in Hebrew שלום עליכם; "
                        "in Chinese 你好. A smile 🙂 and a café, naïve, Ærø.\n", encoding="utf-8")
@@ -858,15 +862,20 @@ def test_glyphs_read_at_once_and_pango_setups_kept_give_the_pdfs_weasyprint_give
     ours = _on_both_papers(documents)
     assert getattr(text.draw_first_line, "carepress", False)
     assert getattr(line_break.Layout.setup, "carepress", False)
+    assert all(getattr(module.strut, "carepress", False) for module in struts)
     try:
         text.draw_first_line = text.draw_first_line.original
         line_break.Layout.setup = line_break.Layout.setup.original
+        for module in struts:
+            module.strut = module.strut.original
         plain = _on_both_papers(documents)
     finally:
         pdfrender._glyphs_read_at_once()
         pdfrender._pango_setups_kept()
+        pdfrender._struts_kept()
     assert getattr(text.draw_first_line, "carepress", False)
     assert getattr(line_break.Layout.setup, "carepress", False)
+    assert all(getattr(module.strut, "carepress", False) for module in struts)
     assert ours == plain
     assert len(ours[0][0]) > 40 and ours[0][1]["pdf/a-very-long-topic.pdf"] > 1
     with open_bytes(ours[0][0]["pdf/saying-hello.pdf"]) as handout:
