@@ -598,7 +598,8 @@ def test_objects_serialised_once_give_the_files_pydyf_gives(seed, video_case, ho
 @pytest.mark.parametrize("case", ["seed", "video", "hostile", "long"])
 def test_handouts_laid_out_together_are_the_pdfs_each_gives_alone(case, seed, tmp_path):
     """Workers lay out runs of handouts as one document (Renderer.handouts) and write each
-    from its page: the same bytes as rendering each alone, a handout of two pages included."""
+    from its page, with its own metadata (pdfrender._metadata): the same bytes as rendering each
+    alone, a handout of two pages included."""
     from pipeline.formats import pdf, pdfrender
 
     if case == "seed":
@@ -616,6 +617,25 @@ def test_handouts_laid_out_together_are_the_pdfs_each_gives_alone(case, seed, tm
         assert renderer.handouts(documents) == alone
         if case == "long":  # the fallback was taken: the long topic's footer says "Page 1 of 2", "Page 2 of 2"
             assert alone[0][1] == alone[2][1] == 1 and alone[1][1] > 1
+
+
+def test_metadata_read_from_the_tree_is_weasyprints(seed, video_case, hostile_case):
+    """pdfrender._metadata (a handout's metadata, found by ElementTree's iter) gives what
+    WeasyPrint's get_html_metadata gives through cssselect2, for every kind of PDF: title,
+    description, keywords, author, language; and a document expat refuses goes through
+    WeasyPrint's parser."""
+    from weasyprint.html import get_html_metadata
+
+    from pipeline.formats import pdfrender
+
+    fetcher = pdfrender._renderer("letter", 1795564800).fetcher
+    documents = _every_kind(seed, video_case, hostile_case)
+    found = [pdfrender._metadata(doc.html, fetcher) for doc in documents]
+    assert found == [get_html_metadata(pdfrender._parsed(doc.html, fetcher)) for doc in documents]
+    assert any(m["authors"] for m in found) and any(m["keywords"] for m in found) and all(m["lang"] for m in found)
+    broken = "<!DOCTYPE html><html lang=en><head><title>A &amp B</title><meta name=description content=x></head>"
+    assert pdfrender._metadata(broken, fetcher) == get_html_metadata(pdfrender._parsed(broken, fetcher))
+    assert pdfrender._metadata(broken, fetcher)["title"] == "A & B"
 
 
 def test_first_pages_render_not_blank(pdf_dir, tmp_path):
