@@ -899,5 +899,6 @@ def test_glyphs_read_at_once_pango_setups_and_struts_kept_give_the_pdfs_weasypri
     assert ours == plain
     assert len(ours[0][0]) > 40 and ours[0][1]["pdf/a-very-long-topic.pdf"] > 1
     with open_bytes(ours[0][0]["pdf/saying-hello.pdf"]) as handout:
-        fonts = {str(font.BaseFont).split("+")[-1] for page in handout.pages for font in page.Resources.Font.values()}
+        fonts = {str(font.BaseFont).split("+")[-1]
+                 for page in handout.pages for font in page.Resources.Font.values()}
     assert any(not name.startswith("Atkinson") for name in fonts), fonts  # a fallback font drew some of it
