@@ -569,6 +569,39 @@ def _struts_kept() -> None:
             module.strut = strut
 
 
+# Where WeasyPrint's ComputedStyle.__missing__ (a property's computed value, the first time it is
+# asked for) starts: every property, even one no rule sets, then takes its whole path.
+_MISSING_START = "        if key == 'float':\n"
+_MISSING_INITIAL = """        # carepress: a property no rule sets, not inherited, whose initial value is its computed
+        # value and needs nothing done (what the path below gives it)
+        if key not in NOT_PLAIN and key not in self.cascaded and key[:2] != '__' and key[:16] != 'text_decoration_':
+            value = self[key] = INITIAL_VALUES[key]
+            return value
+""" + _MISSING_START
+
+
+def _initial_values_straight() -> None:
+    """WeasyPrint's ``ComputedStyle.__missing__`` giving a property no rule sets, which is not
+    inherited and whose initial value is its computed value, that value at once. WeasyPrint took
+    such a property (most of the four hundred asked for a handout) through its whole path: the
+    cascade looked up, its logical counterpart, its name spelled with hyphens, a check for math
+    functions, to store the same value. Left to that path: a property set by a rule, inherited,
+    computed from its initial value, with a logical counterpart, a custom property, a text
+    decoration, and ``page``, ``position``, ``float`` and ``display`` (which it treats apart).
+    The PDFs are the same (tested, against WeasyPrint's method); 1.0% fewer instructions
+    (callgrind: 12 handouts, their large print and a booklet part). (See _rewritten: another
+    release's source leaves WeasyPrint's method.)"""
+    load_weasyprint()
+    from weasyprint import css
+    from weasyprint.css.computed_values import PHYSICAL_FUNCTIONS
+    from weasyprint.css.properties import INHERITED, INITIAL_NOT_COMPUTED
+
+    not_plain = frozenset(INHERITED) | frozenset(INITIAL_NOT_COMPUTED) | frozenset(PHYSICAL_FUNCTIONS) | {
+        "page", "position", "float", "display"}
+    _install(css.ComputedStyle, "__missing__", css, "__missing__", [(_MISSING_START, _MISSING_INITIAL)],
+             within="ComputedStyle", names={"NOT_PLAIN": not_plain})
+
+
 class _Styles(NamedTuple):
     """Fonts and parsed stylesheets for one paper size: made once per process (most of a
     worker's start-up after importing WeasyPrint), shared by every Renderer."""
@@ -680,6 +713,7 @@ class Renderer:
         _glyphs_read_at_once()
         _pango_setups_kept()
         _struts_kept()
+        _initial_values_straight()
         styles = _styles(paper)
         self.fetches, self.fetcher, self.fonts = styles.fetches, styles.fetcher, styles.fonts
         self.base, self.large, self.booklet, self.overlay = styles.base, styles.large, styles.booklet, styles.overlay

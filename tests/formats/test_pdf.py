@@ -374,11 +374,12 @@ def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(s
 
 
 def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatch):
-    """No source to read for WeasyPrint's page layout, tagging, text drawing or Pango layouts, or
-    pydyf's writing (an install that compiled them, say, which gives a binary file; or none at
+    """No source to read for WeasyPrint's page layout, tagging, text drawing, Pango layouts or
+    computed styles, or pydyf's writing (an install that compiled them, say, which gives a binary file; or none at
     all): their own functions stay, no error."""
     import pydyf
     import weasyprint.layout
+    from weasyprint import css
     from weasyprint.draw import text
     from weasyprint.layout import page
     from weasyprint.pdf import tags
@@ -396,6 +397,8 @@ def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatc
     plain_drawing = text.draw_first_line.original
     pdfrender._pango_setups_kept()
     plain_setup = line_break.Layout.setup.original
+    pdfrender._initial_values_straight()
+    plain_missing = css.ComputedStyle.__missing__.original
     try:
         for path in (binary, tmp_path / "missing.py"):
             monkeypatch.setattr(weasyprint.layout, "make_margin_boxes", page.make_margin_boxes)
@@ -418,6 +421,10 @@ def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatc
             monkeypatch.setattr(line_break, "__file__", str(path))
             pdfrender._pango_setups_kept()
             assert line_break.Layout.setup is plain_setup
+            monkeypatch.setattr(css.ComputedStyle, "__missing__", plain_missing)  # computed styles
+            monkeypatch.setattr(css, "__file__", str(path))
+            pdfrender._initial_values_straight()
+            assert css.ComputedStyle.__missing__ is plain_missing
     finally:
         monkeypatch.undo()
         pdfrender._margin_boxes_only_where_generated()
@@ -425,11 +432,13 @@ def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatc
         pdfrender._objects_serialised_once()
         pdfrender._glyphs_read_at_once()
         pdfrender._pango_setups_kept()
+        pdfrender._initial_values_straight()
     assert getattr(weasyprint.layout.make_margin_boxes, "carepress", False)
     assert getattr(tags._build_box_tree, "carepress", False)
     assert getattr(pydyf.PDF.write, "carepress", False)
     assert getattr(text.draw_first_line, "carepress", False)
     assert getattr(line_break.Layout.setup, "carepress", False)
+    assert getattr(css.ComputedStyle.__missing__, "carepress", False)
 
 
 def test_our_user_agent_stylesheet_gives_the_pdfs_weasyprints_gives(seed, video_case, hostile_case, tmp_path,
@@ -856,17 +865,19 @@ def test_qr_codes_are_drawn_once_and_kept_in_the_part_cache(tmp_path, monkeypatc
         assert (out / name).read_bytes() == (clean / name).read_bytes()
 
 
-def test_glyphs_read_at_once_pango_setups_and_struts_kept_give_the_pdfs_weasyprint_gives(
+def test_glyphs_read_at_once_pango_setups_struts_and_initial_values_give_the_pdfs_weasyprint_gives(
         seed, video_case, hostile_case, tmp_path):
-    """pdfrender._glyphs_read_at_once, _pango_setups_kept and _struts_kept: WeasyPrint's
-    draw_first_line reading a run's glyphs as one list of integers, its Layout.setup keeping
-    each Pango context and font description, and its strut kept with its style, are installed
+    """pdfrender._glyphs_read_at_once, _pango_setups_kept, _struts_kept and
+    _initial_values_straight: WeasyPrint's draw_first_line reading a run's glyphs as one list of
+    integers, its Layout.setup keeping each Pango context and font description, its strut kept
+    with its style, and its ComputedStyle giving a plain initial value at once, are installed
     (for the pinned WeasyPrint), and every kind of PDF is byte
     for byte the one WeasyPrint's own give, on both papers: handouts alone and laid out
     together, large print, a handout of two pages, booklet parts, the front, the overlay, the QR
     codes' figures, hostile text, and text our fonts do not have (Arabic and Hebrew, right to
     left, in a fallback font; Chinese and an emoji, drawn as missing glyphs), which goes through
     WeasyPrint's own loop."""
+    from weasyprint import css
     from weasyprint.css import computed_values, units
     from weasyprint.draw import text
     from weasyprint.layout import inline
@@ -883,19 +894,23 @@ def test_glyphs_read_at_once_pango_setups_and_struts_kept_give_the_pdfs_weasypri
     assert getattr(text.draw_first_line, "carepress", False)
     assert getattr(line_break.Layout.setup, "carepress", False)
     assert all(getattr(module.strut, "carepress", False) for module in struts)
+    assert getattr(css.ComputedStyle.__missing__, "carepress", False)
     try:
         text.draw_first_line = text.draw_first_line.original
         line_break.Layout.setup = line_break.Layout.setup.original
         for module in struts:
             module.strut = module.strut.original
+        css.ComputedStyle.__missing__ = css.ComputedStyle.__missing__.original
         plain = _on_both_papers(documents)
     finally:
         pdfrender._glyphs_read_at_once()
         pdfrender._pango_setups_kept()
         pdfrender._struts_kept()
+        pdfrender._initial_values_straight()
     assert getattr(text.draw_first_line, "carepress", False)
     assert getattr(line_break.Layout.setup, "carepress", False)
     assert all(getattr(module.strut, "carepress", False) for module in struts)
+    assert getattr(css.ComputedStyle.__missing__, "carepress", False)
     assert ours == plain
     assert len(ours[0][0]) > 40 and ours[0][1]["pdf/a-very-long-topic.pdf"] > 1
     with open_bytes(ours[0][0]["pdf/saying-hello.pdf"]) as handout:
