@@ -21,11 +21,17 @@ class Profile:
 
     def reading_time(self, text: str) -> float:
         """Seconds a cue with this text needs on screen to be read under the profile."""
+        return self.reading_time_of(word_count(text), char_count(text))
+
+    def reading_time_of(self, words: int, chars: int) -> float:
+        """:meth:`reading_time` of a text of ``words`` words and ``chars`` characters as
+        :func:`char_count` counts them (what the estimate's search asks of every span it tries,
+        counted, not joined and split again)."""
         need = self.min_duration
         if self.max_cps:
-            need = max(need, char_count(text) / self.max_cps)
+            need = max(need, chars / self.max_cps)
         if self.max_wpm:
-            need = max(need, word_count(text) * 60.0 / self.max_wpm)
+            need = max(need, words * 60.0 / self.max_wpm)
         return need
 
 

@@ -155,13 +155,15 @@ def _lines(words: Sequence[str], start: int, end: int, split: tuple[float, int] 
 
 
 def _split(lengths: Sequence[int], pairs: Sequence[float], start: int, end: int,
-           profile: Profile) -> tuple[float, int] | None:
+           profile: Profile, total: int | None = None) -> tuple[float, int] | None:
     """The cost of the best layout of words ``start:end`` and where its second line starts
     (0: one line), or None when they do not fit. Word lengths and the cost of breaking after
     each word (``pairs[i]``: between words i and i+1) are computed once per sentence by the
-    caller, and the lines are joined only for the layouts chosen (:func:`_lines`)."""
+    caller, and the lines are joined only for the layouts chosen (:func:`_lines`). ``total``:
+    the words' characters joined by spaces, when the caller has counted them."""
     count = end - start
-    total = sum(lengths[start:end]) + count - 1
+    if total is None:
+        total = sum(lengths[start:end]) + count - 1
     if total <= profile.chars_per_line:
         return 0.0, 0
     if profile.max_lines < 2:
@@ -170,8 +172,10 @@ def _split(lengths: Sequence[int], pairs: Sequence[float], start: int, end: int,
     top = -1
     for k in range(1, count):
         top += lengths[start + k - 1] + 1
+        if top > profile.chars_per_line:
+            break  # and every later top line is longer still
         bottom = total - top - 1
-        if top > profile.chars_per_line or bottom > profile.chars_per_line:
+        if bottom > profile.chars_per_line:
             continue
         diff = top - bottom
         cost = pairs[start + k - 1] + 0.12 * abs(diff) + (0.4 * diff if diff > 0 else 0.0)
@@ -217,7 +221,7 @@ def segment(words: Sequence[str], profile: Profile, fits: Fits | None = None, ex
     for end in range(1, n + 1):
         chars = -1
         for start in range(end - 1, -1, -1):
-            chars += len(words[start]) + 1
+            chars += lengths[start] + 1
             if chars > profile.chars_per_line * profile.max_lines:
                 if start < end - 1:
                     break
@@ -226,7 +230,7 @@ def segment(words: Sequence[str], profile: Profile, fits: Fits | None = None, ex
             single = start == end - 1
             if not single and fits is not None and not fits(start, end):
                 break
-            split = _split(lengths, pairs, start, end, profile)
+            split = _split(lengths, pairs, start, end, profile, chars)
             if split is None and not single:
                 continue
             cost = best[start] + CUE_COST + (split[0] if split is not None else FORBIDDEN)

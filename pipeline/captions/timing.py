@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import accumulate
 from dataclasses import dataclass
 
 from ..diagnostics import error
@@ -48,10 +49,13 @@ def _plan(paragraphs: list[list[str]], profile: Profile, wpm: float) -> list[_Pl
         sents = sentences(para)
         for si, (a, b) in enumerate(sents):
             words = para[a:b]
+            ends = list(accumulate((len(w) for w in words), initial=0))  # characters before each word
 
-            def fits(s: int, e: int, words: list[str] = words) -> bool:
-                text = " ".join(words[s:e])
-                return max((e - s) * per_word, profile.reading_time(text)) <= profile.max_duration
+            def fits(s: int, e: int, ends: list[int] = ends) -> bool:
+                # the span's words joined by spaces, counted: its words hold no whitespace (split)
+                count = e - s
+                need = max(count * per_word, profile.reading_time_of(count, ends[e] - ends[s] + count - 1))
+                return need <= profile.max_duration
 
             spans = segment(words, profile, fits)
             for k, (s, e, lines) in enumerate(spans):

@@ -318,6 +318,21 @@ def test_segmentation_never_changes_words_and_fits_lines(words, prof):
         assert len(lines) <= profile.max_lines and all(len(ln) <= profile.chars_per_line for ln in lines)
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1).map(lambda t: "".join(t.split()))
+                .filter(bool), min_size=1, max_size=30),
+       st.sampled_from(sorted(PROFILES)))
+def test_reading_time_counted_is_the_reading_time_of_the_joined_words(words, prof):
+    """The estimate counts each span it tries (timing._plan's fits) instead of joining its words
+    and splitting them again: the same seconds for every span of words split from a transcript
+    (no whitespace in a word, Unicode's included)."""
+    profile = get_profile(prof)
+    for s in range(len(words)):
+        for e in range(s + 1, len(words) + 1):
+            chars = sum(len(w) for w in words[s:e]) + e - s - 1
+            assert profile.reading_time_of(e - s, chars) == profile.reading_time(" ".join(words[s:e]))
+
+
 def test_two_line_cues_are_balanced_or_bottom_heavy(rendered):
     two = bottom_heavy = 0
     for (case, prof), r in rendered.items():
