@@ -645,6 +645,11 @@ def test_metadata_read_from_the_tree_is_weasyprints(seed, video_case, hostile_ca
     broken = "<!DOCTYPE html><html lang=en><head><title>A &amp B</title><meta name=description content=x></head>"
     assert pdfrender._metadata(broken, fetcher) == get_html_metadata(pdfrender._parsed(broken, fetcher))
     assert pdfrender._metadata(broken, fetcher)["title"] == "A & B"
+    # only a head is parsed when the body has no element metadata is read from; one that has is
+    # parsed whole, as WeasyPrint reads it
+    late = documents[0].html.replace("</body>", '<meta name="keywords" content="late, keywords" /></body>')
+    assert pdfrender._metadata(late, fetcher) == get_html_metadata(pdfrender._parsed(late, fetcher))
+    assert "late" in pdfrender._metadata(late, fetcher)["keywords"]
 
 
 def test_first_pages_render_not_blank(pdf_dir, tmp_path):
@@ -865,12 +870,13 @@ def test_qr_codes_are_drawn_once_and_kept_in_the_part_cache(tmp_path, monkeypatc
         assert (out / name).read_bytes() == (clean / name).read_bytes()
 
 
-def test_glyphs_read_at_once_pango_setups_struts_and_initial_values_give_the_pdfs_weasyprint_gives(
+def test_glyphs_read_at_once_pango_setups_struts_initial_values_and_lines_give_the_pdfs_weasyprint_gives(
         seed, video_case, hostile_case, tmp_path):
-    """pdfrender._glyphs_read_at_once, _pango_setups_kept, _struts_kept and
-    _initial_values_straight: WeasyPrint's draw_first_line reading a run's glyphs as one list of
+    """pdfrender._glyphs_read_at_once, _pango_setups_kept, _struts_kept, _initial_values_straight
+    and _lines_kept: WeasyPrint's draw_first_line reading a run's glyphs as one list of
     integers, its Layout.setup keeping each Pango context and font description, its strut kept
-    with its style, and its ComputedStyle giving a plain initial value at once, are installed
+    with its style, its ComputedStyle giving a plain initial value at once, and a short line of
+    text it has broken before given again (here across documents, papers and kinds), are installed
     (for the pinned WeasyPrint), and every kind of PDF is byte
     for byte the one WeasyPrint's own give, on both papers: handouts alone and laid out
     together, large print, a handout of two pages, booklet parts, the front, the overlay, the QR
@@ -880,12 +886,13 @@ def test_glyphs_read_at_once_pango_setups_struts_and_initial_values_give_the_pdf
     from weasyprint import css
     from weasyprint.css import computed_values, units
     from weasyprint.draw import text
-    from weasyprint.layout import inline
+    from weasyprint.layout import inline, preferred
     from weasyprint.text import line_break
 
     from pipeline.formats import pdfrender
 
     struts = (line_break, inline, units, computed_values)
+    breaks = (line_break, inline, preferred)
     scripts = tmp_path / "scripts.txt"
     scripts.write_text("Other Scripts\n\nSaying Hello\n\nHello in Arabic is مرحبا بكم and in Hebrew שלום עליכם; "
                        "in Chinese 你好. A smile 🙂 and a café, naïve, Ærø.\n", encoding="utf-8")
@@ -895,19 +902,25 @@ def test_glyphs_read_at_once_pango_setups_struts_and_initial_values_give_the_pdf
     assert getattr(line_break.Layout.setup, "carepress", False)
     assert all(getattr(module.strut, "carepress", False) for module in struts)
     assert getattr(css.ComputedStyle.__missing__, "carepress", False)
+    assert all(getattr(module.split_first_line, "carepress", False) for module in breaks)
+    assert line_break.split_first_line.kept  # lines were kept, and given again
     try:
         text.draw_first_line = text.draw_first_line.original
         line_break.Layout.setup = line_break.Layout.setup.original
         for module in struts:
             module.strut = module.strut.original
         css.ComputedStyle.__missing__ = css.ComputedStyle.__missing__.original
+        for module in breaks:
+            module.split_first_line = module.split_first_line.original
         plain = _on_both_papers(documents)
     finally:
         pdfrender._glyphs_read_at_once()
         pdfrender._pango_setups_kept()
         pdfrender._struts_kept()
         pdfrender._initial_values_straight()
+        pdfrender._lines_kept()
     assert getattr(text.draw_first_line, "carepress", False)
+    assert all(getattr(module.split_first_line, "carepress", False) for module in breaks)
     assert getattr(line_break.Layout.setup, "carepress", False)
     assert all(getattr(module.strut, "carepress", False) for module in struts)
     assert getattr(css.ComputedStyle.__missing__, "carepress", False)
