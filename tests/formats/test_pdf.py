@@ -870,13 +870,14 @@ def test_qr_codes_are_drawn_once_and_kept_in_the_part_cache(tmp_path, monkeypatc
         assert (out / name).read_bytes() == (clean / name).read_bytes()
 
 
-def test_glyphs_read_at_once_pango_setups_struts_initial_values_and_lines_give_the_pdfs_weasyprint_gives(
+def test_glyphs_read_at_once_pango_setups_struts_initial_values_lines_and_layouts_give_weasyprints_pdfs(
         seed, video_case, hostile_case, tmp_path):
-    """pdfrender._glyphs_read_at_once, _pango_setups_kept, _struts_kept, _initial_values_straight
-    and _lines_kept: WeasyPrint's draw_first_line reading a run's glyphs as one list of
-    integers, its Layout.setup keeping each Pango context and font description, its strut kept
-    with its style, its ComputedStyle giving a plain initial value at once, and a short line of
-    text it has broken before given again (here across documents, papers and kinds), are installed
+    """pdfrender._glyphs_read_at_once, _pango_setups_kept, _struts_kept, _initial_values_straight,
+    _lines_kept and _layouts_kept_to_draw: WeasyPrint's draw_first_line reading a run's glyphs as
+    one list of integers, its Layout.setup keeping each Pango context and font description, its
+    strut kept with its style, its ComputedStyle giving a plain initial value at once, a short
+    line of text it has broken before given again (here across documents, papers and kinds), and
+    a line's Pango layout kept from breaking it to drawing it, are installed
     (for the pinned WeasyPrint), and every kind of PDF is byte
     for byte the one WeasyPrint's own give, on both papers: handouts alone and laid out
     together, large print, a handout of two pages, booklet parts, the front, the overlay, the QR
@@ -904,6 +905,8 @@ def test_glyphs_read_at_once_pango_setups_struts_initial_values_and_lines_give_t
     assert getattr(css.ComputedStyle.__missing__, "carepress", False)
     assert all(getattr(module.split_first_line, "carepress", False) for module in breaks)
     assert line_break.split_first_line.kept  # lines were kept, and given again
+    assert getattr(line_break.Layout.deactivate, "carepress", False)
+    assert getattr(line_break.Layout.reactivate, "carepress", False)
     try:
         text.draw_first_line = text.draw_first_line.original
         line_break.Layout.setup = line_break.Layout.setup.original
@@ -912,6 +915,8 @@ def test_glyphs_read_at_once_pango_setups_struts_initial_values_and_lines_give_t
         css.ComputedStyle.__missing__ = css.ComputedStyle.__missing__.original
         for module in breaks:
             module.split_first_line = module.split_first_line.original
+        line_break.Layout.deactivate = line_break.Layout.deactivate.original
+        line_break.Layout.reactivate = line_break.Layout.reactivate.original
         plain = _on_both_papers(documents)
     finally:
         pdfrender._glyphs_read_at_once()
@@ -919,7 +924,9 @@ def test_glyphs_read_at_once_pango_setups_struts_initial_values_and_lines_give_t
         pdfrender._struts_kept()
         pdfrender._initial_values_straight()
         pdfrender._lines_kept()
+        pdfrender._layouts_kept_to_draw()
     assert getattr(text.draw_first_line, "carepress", False)
+    assert getattr(line_break.Layout.reactivate, "carepress", False)
     assert all(getattr(module.split_first_line, "carepress", False) for module in breaks)
     assert getattr(line_break.Layout.setup, "carepress", False)
     assert all(getattr(module.strut, "carepress", False) for module in struts)
