@@ -644,6 +644,39 @@ def _lines_kept() -> None:
             module.split_first_line = split_first_line
 
 
+def _read_from_the_tree() -> None:
+    """WeasyPrint's ``render`` reading a document's metadata (``get_html_metadata``) and finding
+    its stylesheets (``find_stylesheets``, its style and link elements) through cssselect2's
+    ``query_all``, which compiles the selectors anew for every document and walks its tree
+    element by element in Python: for a tree expat parsed (:func:`_parsed`), the metadata is read
+    through :class:`_Tree` (ElementTree's ``iter``, in C) and a document whose text has no
+    ``<style`` or ``<link`` has no stylesheet to find. 1.1% fewer instructions (callgrind: 12
+    handouts, their large print and a booklet part, 1.9119e9 against 1.8906e9). The same PDFs
+    (tested, against WeasyPrint's functions; a document with a style element still has it
+    applied)."""
+    load_weasyprint()
+    from weasyprint import css, document
+
+    if getattr(document.get_html_metadata, "carepress", False):
+        return
+    metadata, sheets = document.get_html_metadata, css.find_stylesheets
+
+    def get_html_metadata(html):
+        if getattr(html.wrapper_element, "carepress_expat", False):
+            return metadata(_Tree(html.etree_element, html.url_fetcher))
+        return metadata(html)
+
+    def find_stylesheets(wrapper_element, *args, **kwargs):
+        if getattr(wrapper_element, "carepress_no_sheets", False):
+            return iter(())
+        return sheets(wrapper_element, *args, **kwargs)
+
+    for made, original in ((get_html_metadata, metadata), (find_stylesheets, sheets)):
+        made.carepress = True
+        made.original = original
+    document.get_html_metadata, css.find_stylesheets = get_html_metadata, find_stylesheets
+
+
 PARAGRAPH_SEPARATORS = "\n\r\x0b\x0c\x85\u2028\u2029"
 
 
@@ -836,6 +869,7 @@ class Renderer:
         _initial_values_straight()
         _lines_kept()
         _layouts_kept_to_draw()
+        _read_from_the_tree()
         styles = _styles(paper)
         self.fetches, self.fetcher, self.fonts = styles.fetches, styles.fetcher, styles.fonts
         self.base, self.large, self.booklet, self.overlay = styles.base, styles.large, styles.booklet, styles.overlay
@@ -961,6 +995,10 @@ def _parsed(html: str, fetcher):
         document.media_type = "print"
         document.wrapper_element = cssselect2.ElementWrapper.from_html_root(root, content_language=None)
         document.etree_element = document.wrapper_element.etree_element
+        # read by _read_from_the_tree: the metadata found from the tree, and no stylesheet to find
+        # in a document with no style or link element (markup in it is only ever a tag)
+        document.wrapper_element.carepress_expat = True
+        document.wrapper_element.carepress_no_sheets = "<style" not in html and "<link" not in html
     if _OWN_UA:
         sheets = _OWN_UA[0]
         document._ua_stylesheets = lambda forms=False: sheets  # forms: our documents have none

@@ -652,6 +652,37 @@ def test_metadata_read_from_the_tree_is_weasyprints(seed, video_case, hostile_ca
     assert "late" in pdfrender._metadata(late, fetcher)["keywords"]
 
 
+def test_metadata_and_stylesheets_found_from_the_tree_give_the_pdfs_weasyprint_gives(seed, video_case,
+                                                                                  hostile_case):
+    """pdfrender._read_from_the_tree: render's metadata read through _Tree and no stylesheet
+    looked for in a document without a style or link element give every kind of PDF byte for
+    byte as WeasyPrint's functions do, on both papers; a document with a style element in it
+    still has it applied."""
+    from weasyprint import css, document
+
+    from pipeline.formats import pdfrender
+
+    documents = _every_kind(seed, video_case, hostile_case)
+    ours = _on_both_papers(documents)
+    assert getattr(document.get_html_metadata, "carepress", False)
+    assert getattr(css.find_stylesheets, "carepress", False)
+    try:
+        document.get_html_metadata = document.get_html_metadata.original
+        css.find_stylesheets = css.find_stylesheets.original
+        plain = _on_both_papers(documents)
+    finally:
+        pdfrender._read_from_the_tree()
+    assert getattr(css.find_stylesheets, "carepress", False)
+    assert ours == plain
+    renderer = pdfrender._renderer("letter", 1795564800)
+    styled = ('<!DOCTYPE html><html lang="en"><head><title>Styled</title><style>p { font-size: 40pt; }</style>'
+              '</head><body><p>Big</p></body></html>')
+    assert not pdfrender._parsed(styled, renderer.fetcher).wrapper_element.carepress_no_sheets
+    box = pdfrender._parsed(styled, renderer.fetcher).render(stylesheets=[renderer.base], font_config=renderer.fonts)
+    html = box.pages[0]._page_box.children[0]
+    assert html.children[0].children[0].style["font_size"] == pytest.approx(40 * 4 / 3)  # the style element's rule
+
+
 def test_first_pages_render_not_blank(pdf_dir, tmp_path):
     for name in ("what-is-blepharospasm.pdf", "large-print/what-is-blepharospasm.pdf", "dystonia-education-booklet.pdf"):
         prefix = tmp_path / name.replace("/", "-")
