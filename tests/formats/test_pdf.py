@@ -333,6 +333,13 @@ def _every_kind(*cases) -> list:
             for job in pdf._handouts(c, pdf.shown_topics(c)) + pdf.booklet_parts(c) + pdf._front(c)]
 
 
+def _weasyprints(function):
+    """WeasyPrint's own function under ours (each keeps the one it replaced as ``original``)."""
+    while hasattr(function, "original"):
+        function = function.original
+    return function
+
+
 def _on_both_papers(documents: list) -> list:
     """``documents`` rendered on Letter and on A4: for each, ({path: bytes}, {path: pages})."""
     from pipeline.formats import pdfrender
@@ -374,8 +381,8 @@ def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(s
 
 
 def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatch):
-    """No source to read for WeasyPrint's page layout, tagging, text drawing, Pango layouts or
-    computed styles, or pydyf's writing (an install that compiled them, say, which gives a binary file; or none at
+    """No source to read for WeasyPrint's page layout, tagging, text drawing, Pango layouts,
+    computed styles or line breaking, or pydyf's writing (an install that compiled them, say, which gives a binary file; or none at
     all): their own functions stay, no error."""
     import pydyf
     import weasyprint.layout
@@ -399,6 +406,7 @@ def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatc
     plain_setup = line_break.Layout.setup.original
     pdfrender._initial_values_straight()
     plain_missing = css.ComputedStyle.__missing__.original
+    plain_breaking = _weasyprints(line_break.split_first_line)
     try:
         for path in (binary, tmp_path / "missing.py"):
             monkeypatch.setattr(weasyprint.layout, "make_margin_boxes", page.make_margin_boxes)
@@ -425,6 +433,9 @@ def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatc
             monkeypatch.setattr(css, "__file__", str(path))
             pdfrender._initial_values_straight()
             assert css.ComputedStyle.__missing__ is plain_missing
+            monkeypatch.setattr(line_break, "split_first_line", plain_breaking)  # line breaking
+            pdfrender._retries_only_where_a_word_might_fit()
+            assert line_break.split_first_line is plain_breaking
     finally:
         monkeypatch.undo()
         pdfrender._margin_boxes_only_where_generated()
@@ -904,11 +915,13 @@ def test_qr_codes_are_drawn_once_and_kept_in_the_part_cache(tmp_path, monkeypatc
 def test_glyphs_read_at_once_pango_setups_struts_initial_values_lines_and_layouts_give_weasyprints_pdfs(
         seed, video_case, hostile_case, tmp_path):
     """pdfrender._glyphs_read_at_once, _pango_setups_kept, _struts_kept, _initial_values_straight,
-    _lines_kept and _layouts_kept_to_draw: WeasyPrint's draw_first_line reading a run's glyphs as
+    _retries_only_where_a_word_might_fit, _lines_kept and _layouts_kept_to_draw: WeasyPrint's
+    draw_first_line reading a run's glyphs as
     one list of integers, its Layout.setup keeping each Pango context and font description, its
     strut kept with its style, its ComputedStyle giving a plain initial value at once, a short
-    line of text it has broken before given again (here across documents, papers and kinds), and
-    a line's Pango layout kept from breaking it to drawing it, are installed
+    line of text it has broken before given again (here across documents, papers and kinds), a
+    broken line not laid out again with the next word when that word cannot fit, and a line's
+    Pango layout kept from breaking it to drawing it, are installed
     (for the pinned WeasyPrint), and every kind of PDF is byte
     for byte the one WeasyPrint's own give, on both papers: handouts alone and laid out
     together, large print, a handout of two pages, booklet parts, the front, the overlay, the QR
@@ -936,6 +949,7 @@ def test_glyphs_read_at_once_pango_setups_struts_initial_values_lines_and_layout
     assert getattr(css.ComputedStyle.__missing__, "carepress", False)
     assert all(getattr(module.split_first_line, "carepress", False) for module in breaks)
     assert line_break.split_first_line.kept  # lines were kept, and given again
+    assert getattr(line_break.split_first_line.original, "carepress", False)  # retries left out
     assert getattr(line_break.Layout.deactivate, "carepress", False)
     assert getattr(line_break.Layout.reactivate, "carepress", False)
     try:
@@ -945,7 +959,7 @@ def test_glyphs_read_at_once_pango_setups_struts_initial_values_lines_and_layout
             module.strut = module.strut.original
         css.ComputedStyle.__missing__ = css.ComputedStyle.__missing__.original
         for module in breaks:
-            module.split_first_line = module.split_first_line.original
+            module.split_first_line = _weasyprints(module.split_first_line)
         line_break.Layout.deactivate = line_break.Layout.deactivate.original
         line_break.Layout.reactivate = line_break.Layout.reactivate.original
         plain = _on_both_papers(documents)
@@ -954,6 +968,7 @@ def test_glyphs_read_at_once_pango_setups_struts_initial_values_lines_and_layout
         pdfrender._pango_setups_kept()
         pdfrender._struts_kept()
         pdfrender._initial_values_straight()
+        pdfrender._retries_only_where_a_word_might_fit()
         pdfrender._lines_kept()
         pdfrender._layouts_kept_to_draw()
     assert getattr(text.draw_first_line, "carepress", False)
