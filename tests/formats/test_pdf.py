@@ -615,6 +615,79 @@ def test_objects_serialised_once_give_the_files_pydyf_gives(seed, video_case, ho
         "<img" in doc.html for doc in documents)
 
 
+def test_page_styles_shared_give_the_pdfs_weasyprint_gives(seed, video_case, hostile_case, tmp_path):
+    """pdfrender._page_styles_shared: a page given the computed styles of an earlier page the
+    same @page rules match gives every kind of PDF byte for byte as WeasyPrint's function does,
+    on both papers (handouts laid out together, a handout of several pages, parts, the front of
+    several pages, the overlay); and a document whose pages match different rules (first, left,
+    right, a named page) keeps each page's own styles."""
+    import weasyprint
+    from weasyprint.layout import page
+
+    from pipeline.formats import pdfrender
+
+    documents = _every_kind(seed, video_case, hostile_case, _long_case(tmp_path))
+    renderer = pdfrender._renderer("letter", 1795564800)
+    paragraphs = "".join(f"<p>Paragraph {n} of a document of several pages, some of them named.</p>" for n in range(90))
+    pages = weasyprint.CSS(string="""
+        @page { @bottom-right { content: "Page " counter(page) " of " counter(pages); } }
+        @page :first { margin-top: 60mm; @top-center { content: "First"; } }
+        @page :left { @bottom-left { content: "Left " counter(page); } }
+        @page :right { margin-right: 30mm; }
+        @page wide { size: landscape; @top-left { content: "Wide"; } }
+        section { page: wide; }""")
+    varied = (f'<!DOCTYPE html><html lang="en"><head><title>Varied</title></head><body>{paragraphs}'
+              f'<section>{paragraphs}</section>{paragraphs}</body></html>')
+
+    def rendered():
+        return _on_both_papers(documents), pdfrender._parsed(varied, renderer.fetcher).write_pdf(
+            stylesheets=[renderer.base, pages], font_config=renderer.fonts)
+
+    ours = rendered()
+    assert getattr(page.set_page_type_computed_styles, "carepress", False)
+    try:
+        page.set_page_type_computed_styles = page.set_page_type_computed_styles.original
+        plain = rendered()
+    finally:
+        pdfrender._page_styles_shared()
+    assert getattr(page.set_page_type_computed_styles, "carepress", False)
+    assert ours == plain
+    with open_bytes(ours[1]) as pdf_file:
+        sizes = {tuple(float(v) for v in p.MediaBox) for p in pdf_file.pages}
+        assert len(pdf_file.pages) > 6 and len(sizes) == 2  # portrait and the named landscape pages
+
+
+def test_dictionaries_written_directly_give_the_files_pydyf_gives(seed, video_case, hostile_case, tmp_path):
+    """pdfrender._dictionaries_written_directly: pydyf's Dictionary.data and Array.data writing
+    bytes, strings and integers themselves give every kind of PDF byte for byte as pydyf's own
+    do, on both papers; and a float, a nested object, a subclass of str or int and a boolean
+    are written as pydyf writes them."""
+    import pydyf
+
+    from pipeline.formats import pdfrender
+
+    documents = _every_kind(seed, video_case, hostile_case, _long_case(tmp_path))
+    ours = _on_both_papers(documents)
+    assert getattr(pydyf.Dictionary.data.fget, "carepress", False)
+
+    class Name(str):
+        def __str__(self):
+            return "Other"
+
+    odd = pydyf.Dictionary({"A": 1.5, "B": 2.0, "C": pydyf.Array([1, 0.25, b"/X", "y", True, Name("n")]),
+                            "D": pydyf.String("t(e)xt"), Name("k"): 7, "E": False, "F": -3})
+    written = odd.data, odd["C"].data
+    try:
+        pydyf.Dictionary.data = pydyf.Dictionary.data.fget.original
+        pydyf.Array.data = pydyf.Array.data.fget.original
+        plain = _on_both_papers(documents)
+        assert written == (odd.data, odd["C"].data)
+    finally:
+        pdfrender._dictionaries_written_directly()
+    assert getattr(pydyf.Array.data.fget, "carepress", False)
+    assert ours == plain
+
+
 @pytest.mark.parametrize("case", ["seed", "video", "hostile", "long"])
 def test_handouts_laid_out_together_are_the_pdfs_each_gives_alone(case, seed, tmp_path):
     """Workers lay out runs of handouts as one document (Renderer.handouts) and write each
