@@ -333,6 +333,20 @@ def _every_kind(*cases) -> list:
             for job in pdf._handouts(c, pdf.shown_topics(c)) + pdf.booklet_parts(c) + pdf._front(c)]
 
 
+def _ours_and_the_librarys(owner, name: str, install, render) -> tuple:
+    """``render()`` with our ``owner.name`` (installed), then with the one it replaced
+    (``.original``) in its place; ours is installed again after."""
+    ours = render()
+    assert getattr(getattr(owner, name), "carepress", False)
+    try:
+        setattr(owner, name, getattr(owner, name).original)
+        plain = render()
+    finally:
+        install()
+    assert getattr(getattr(owner, name), "carepress", False)
+    return ours, plain
+
+
 def _weasyprints(function):
     """WeasyPrint's own function under ours (each keeps the one it replaced as ``original``)."""
     while hasattr(function, "original"):
@@ -547,14 +561,7 @@ def test_text_runs_tagged_in_their_element_give_the_pages_and_tree_weasyprint_gi
     def rendered():
         return pdfrender.render_part(documents, "letter", 1795564800)[0]
 
-    patched = rendered()
-    assert getattr(tags._build_box_tree, "carepress", False)
-    try:
-        tags._build_box_tree = tags._build_box_tree.original
-        plain = rendered()
-    finally:
-        pdfrender._text_runs_in_their_element()
-    assert getattr(tags._build_box_tree, "carepress", False)
+    patched, plain = _ours_and_the_librarys(tags, "_build_box_tree", pdfrender._text_runs_in_their_element, rendered)
     assert patched.keys() == plain.keys() and len(patched) > 20
     runs = 0
     for path in patched:
@@ -643,14 +650,7 @@ def test_page_styles_shared_give_the_pdfs_weasyprint_gives(seed, video_case, hos
         return _on_both_papers(documents), pdfrender._parsed(varied, renderer.fetcher).write_pdf(
             stylesheets=[renderer.base, pages], font_config=renderer.fonts)
 
-    ours = rendered()
-    assert getattr(page.set_page_type_computed_styles, "carepress", False)
-    try:
-        page.set_page_type_computed_styles = page.set_page_type_computed_styles.original
-        plain = rendered()
-    finally:
-        pdfrender._page_styles_shared()
-    assert getattr(page.set_page_type_computed_styles, "carepress", False)
+    ours, plain = _ours_and_the_librarys(page, "set_page_type_computed_styles", pdfrender._page_styles_shared, rendered)
     assert ours == plain
     with open_bytes(ours[1]) as pdf_file:
         sizes = {tuple(float(v) for v in p.MediaBox) for p in pdf_file.pages}
