@@ -657,6 +657,33 @@ def test_page_styles_shared_give_the_pdfs_weasyprint_gives(seed, video_case, hos
         assert len(pdf_file.pages) > 6 and len(sizes) == 2  # portrait and the named landscape pages
 
 
+def test_svg_drawings_kept_give_the_pdfs_weasyprint_gives(seed, video_case, hostile_case, tmp_path):
+    """pdfrender._svg_drawings_kept: an SVG of shapes drawn again into a new group gives what it
+    drew before, and every kind of PDF (the notes' ruled lines on handouts and large print, QR
+    codes on the video case's) is byte for byte what WeasyPrint's method gives, on both papers;
+    an SVG with text, a gradient, a clip path or a marker is never kept."""
+    from weasyprint import images
+
+    from pipeline.formats import pdfrender
+
+    documents = _every_kind(seed, video_case, hostile_case, _long_case(tmp_path))
+    pdfrender._svg_drawings_kept()
+    drawing = images.SVGImage.draw
+    ours, plain = _ours_and_the_librarys(images.SVGImage, "draw", pdfrender._svg_drawings_kept,
+                                         lambda: _on_both_papers(documents))
+    assert ours == plain and drawing.kept  # the ruled lines, for each paper and size
+
+    def svg(body: str):
+        tree = ElementTree.fromstring(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10">{body}</svg>')
+        return images.SVGImage(tree, "", None, None)
+
+    assert pdfrender._plain_svg(svg('<path d="M0 1H10" stroke="#333"/><g><rect width="2" height="2"/></g>'))
+    for body in ('<text x="1" y="5">A</text>', '<defs><linearGradient id="g"/></defs><rect fill="url(#g)"/>',
+                 '<path d="M0 0H9" clip-path="url(#c)"/>', '<path d="M0 0H9" marker-end="url(#m)"/>',
+                 '<image href="x.png" width="2" height="2"/>'):
+        assert not pdfrender._plain_svg(svg(body)), body
+
+
 def test_dictionaries_written_directly_give_the_files_pydyf_gives(seed, video_case, hostile_case, tmp_path):
     """pdfrender._dictionaries_written_directly: pydyf's Dictionary.data and Array.data writing
     bytes, strings and integers themselves give every kind of PDF byte for byte as pydyf's own
@@ -993,8 +1020,10 @@ def test_glyphs_read_at_once_pango_setups_struts_initial_values_lines_and_layout
     one list of integers, its Layout.setup keeping each Pango context and font description, its
     strut kept with its style, its ComputedStyle giving a plain initial value at once, a short
     line of text it has broken before given again (here across documents, papers and kinds), a
-    broken line not laid out again with the next word when that word cannot fit, and a line's
-    Pango layout kept from breaking it to drawing it, are installed
+    broken line not laid out again with the next word when that word cannot fit, a shorter start
+    of a paragraph laid out to find its first line (then WeasyPrint's, then the whole paragraph,
+    when it fits on one line: a paragraph of narrow letters), and a line's Pango layout kept from
+    breaking it to drawing it, are installed
     (for the pinned WeasyPrint), and every kind of PDF is byte
     for byte the one WeasyPrint's own give, on both papers: handouts alone and laid out
     together, large print, a handout of two pages, booklet parts, the front, the overlay, the QR
@@ -1013,7 +1042,9 @@ def test_glyphs_read_at_once_pango_setups_struts_initial_values_lines_and_layout
     breaks = (line_break, inline, preferred)
     scripts = tmp_path / "scripts.txt"
     scripts.write_text("Other Scripts\n\nSaying Hello\n\nHello in Arabic is مرحبا بكم and in Hebrew שלום עליכם; "
-                       "in Chinese 你好. A smile 🙂 and a café, naïve, Ærø.\n", encoding="utf-8")
+                       "in Chinese 你好. A smile 🙂 and a café, naïve, Ærø.\n\n"
+                       # narrow letters: the start of the text laid out first fits on one line
+                       + " ".join(["il lil i.l, fill il; ill it"] * 30) + "\n", encoding="utf-8")
     documents = _every_kind(seed, video_case, hostile_case, _long_case(tmp_path), load_case(scripts))
     ours = _on_both_papers(documents)
     assert getattr(text.draw_first_line, "carepress", False)
