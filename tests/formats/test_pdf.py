@@ -396,13 +396,13 @@ def test_margin_boxes_made_only_where_generated_give_the_pdfs_weasyprint_gives(s
 
 def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatch):
     """No source to read for WeasyPrint's page layout, tagging, text drawing, Pango layouts,
-    computed styles or line breaking, or pydyf's writing (an install that compiled them, say, which gives a binary file; or none at
+    computed styles, line breaking or percentages, or pydyf's writing (an install that compiled them, say, which gives a binary file; or none at
     all): their own functions stay, no error."""
     import pydyf
     import weasyprint.layout
     from weasyprint import css
     from weasyprint.draw import text
-    from weasyprint.layout import page
+    from weasyprint.layout import page, percent
     from weasyprint.pdf import tags
     from weasyprint.text import line_break
 
@@ -421,6 +421,8 @@ def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatc
     pdfrender._initial_values_straight()
     plain_missing = css.ComputedStyle.__missing__.original
     plain_breaking = _weasyprints(line_break.split_first_line)
+    pdfrender._percentages_resolved_inline()
+    plain_percentages = percent.resolve_percentages.original
     try:
         for path in (binary, tmp_path / "missing.py"):
             monkeypatch.setattr(weasyprint.layout, "make_margin_boxes", page.make_margin_boxes)
@@ -450,6 +452,10 @@ def test_margin_boxes_left_to_weasyprint_without_its_source(tmp_path, monkeypatc
             monkeypatch.setattr(line_break, "split_first_line", plain_breaking)  # line breaking
             pdfrender._retries_only_where_a_word_might_fit()
             assert line_break.split_first_line is plain_breaking
+            monkeypatch.setattr(percent, "resolve_percentages", plain_percentages)  # percentages
+            monkeypatch.setattr(percent, "__file__", str(path))
+            pdfrender._percentages_resolved_inline()
+            assert percent.resolve_percentages is plain_percentages
     finally:
         monkeypatch.undo()
         pdfrender._margin_boxes_only_where_generated()
@@ -682,6 +688,32 @@ def test_svg_drawings_kept_give_the_pdfs_weasyprint_gives(seed, video_case, host
                  '<path d="M0 0H9" clip-path="url(#c)"/>', '<path d="M0 0H9" marker-end="url(#m)"/>',
                  '<image href="x.png" width="2" height="2"/>'):
         assert not pdfrender._plain_svg(svg(body)), body
+
+
+def test_percentages_resolved_inline_give_the_pdfs_weasyprint_gives(seed, video_case, hostile_case, tmp_path):
+    """pdfrender._percentages_resolved_inline: resolve_percentages doing each property's work in
+    one loop is what every layout module (and our make_margin_boxes) calls, and every kind of
+    PDF is byte for byte what WeasyPrint's function gives, on both papers."""
+    import importlib
+
+    import weasyprint.layout
+
+    from pipeline.formats import pdfrender
+
+    documents = _every_kind(seed, video_case, hostile_case, _long_case(tmp_path))
+    ours = _on_both_papers(documents)
+    callers = [importlib.import_module(f"weasyprint.layout.{name}") for name in pdfrender._PERCENT_CALLERS]
+    namespaces = [vars(module) for module in callers] + [weasyprint.layout.make_margin_boxes.__globals__]
+    function = callers[0].resolve_percentages
+    assert getattr(function, "carepress", False) and all(n["resolve_percentages"] is function for n in namespaces)
+    try:
+        for namespace in namespaces:
+            namespace["resolve_percentages"] = function.original
+        plain = _on_both_papers(documents)
+    finally:
+        for namespace in namespaces:
+            namespace["resolve_percentages"] = function
+    assert ours == plain
 
 
 def test_dictionaries_written_directly_give_the_files_pydyf_gives(seed, video_case, hostile_case, tmp_path):
