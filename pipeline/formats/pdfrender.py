@@ -460,6 +460,7 @@ _WRITE_ONCE = [
 ]
 
 
+_SVGS: dict = {}  # what _svg_drawings_kept keeps (its images hold their layout's fonts: see _free)
 _SVG_PLAIN_TAGS = frozenset({"svg", "g", "path", "line", "rect", "polyline", "polygon", "circle", "ellipse"})
 _SVG_STATE = ("_current_color", "_current_color_stroke", "_current_alpha", "_current_alpha_stroke")
 
@@ -497,7 +498,7 @@ def _svg_drawings_kept() -> None:
     original = images.SVGImage.draw
     if getattr(original, "carepress", False):
         return
-    kept: dict = {}
+    kept = _SVGS
 
     def draw(self, stream, concrete_width, concrete_height, style):
         fresh = (len(stream._ctm_stack) == 1 and all(getattr(stream, name) is None for name in _SVG_STATE)
@@ -1395,6 +1396,7 @@ _RENDERERS: dict[tuple[str, int], Renderer] = {}
 def _free() -> None:
     """Free WeasyPrint's font configurations before interpreter teardown."""
     _LINES.clear()
+    _SVGS.clear()
     _RENDERERS.clear()
     _STYLES.clear()
 
