@@ -716,6 +716,51 @@ def test_percentages_resolved_inline_give_the_pdfs_weasyprint_gives(seed, video_
     assert ours == plain
 
 
+def test_subsets_and_deflated_streams_kept_give_the_pdfs_weasyprint_gives(seed, video_case, hostile_case,
+                                                                          tmp_path):
+    """pdfrender._subsets_kept and _Remembered: a font subset made before for the same font and
+    glyphs, and a stream deflated before, given again, give every kind of PDF byte for byte as
+    WeasyPrint's subsetting and zlib's object do, on both papers (a topic's handout and large
+    print share their subsets); a stream given in pieces deflates as zlib's object does."""
+    import random
+    import zlib
+
+    import pydyf
+    from weasyprint.pdf import fonts
+
+    from pipeline.formats import pdfrender
+
+    documents = _every_kind(seed, video_case, hostile_case, _long_case(tmp_path))
+    pdfrender._SUBSETS.clear()
+    ours = _on_both_papers(documents)
+    assert getattr(fonts.Font.subset, "carepress", False) and pdfrender._SUBSETS and pdfrender._DEFLATED
+
+    class Plain:  # pydyf's zlib with only the level carepress sets
+        def __getattr__(self, name):
+            return getattr(zlib, name)
+
+        @staticmethod
+        def compressobj(level=-1, *args, **kwargs):
+            return zlib.compressobj(min(level, 6), *args, **kwargs)
+
+    remembered = pydyf.zlib
+    try:
+        fonts.Font.subset, pydyf.zlib = fonts.Font.subset.original, Plain()
+        plain = _on_both_papers(documents)
+    finally:
+        pydyf.zlib = remembered
+        pdfrender._subsets_kept()
+    assert getattr(fonts.Font.subset, "carepress", False)
+    assert ours == plain
+    rng = random.Random(7)
+    for size in (0, 100, 5000, 70000, 70000):
+        data = bytes(rng.choice(b"abc def\n") for _ in range(size))
+        deflate, reference = remembered.compressobj(level=9), zlib.compressobj(6)
+        pieces = [data[:size // 3], data[size // 3:]]
+        assert b"".join(deflate.compress(piece) for piece in pieces) + deflate.flush() == (
+            b"".join(reference.compress(piece) for piece in pieces) + reference.flush())
+
+
 def test_dictionaries_written_directly_give_the_files_pydyf_gives(seed, video_case, hostile_case, tmp_path):
     """pdfrender._dictionaries_written_directly: pydyf's Dictionary.data and Array.data writing
     bytes, strings and integers themselves give every kind of PDF byte for byte as pydyf's own
