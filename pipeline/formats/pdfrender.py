@@ -345,9 +345,22 @@ def _rewritten(module, name: str, edits: list[tuple[str, str]], within: str | No
     lines = "\n" * text.count("\n", 0, start)  # so tracebacks give the lines of the library's file
     exec(compile(lines + source, module.__file__, "exec"), namespace)
     function = namespace[name]
-    function.carepress = True
-    function.original = getattr(getattr(module, within) if within else module, name)  # tests compare the two
-    return function
+    return _ours(function, getattr(getattr(module, within) if within else module, name))
+
+
+def _ours(made, original):
+    """``made``, marked as ours in place of the library's ``original`` (which tests compare it to)."""
+    made.carepress = True
+    made.original = original
+    return made
+
+
+def _put_where(modules, name: str, original, made) -> None:
+    """``made`` set as ``name`` in each of ``modules`` that holds ``original`` by that name (each
+    module that imported the library's function calls it by its own name)."""
+    for module in modules:
+        if getattr(module, name, None) is original:
+            setattr(module, name, made)
 
 
 def _install(owner, attribute: str, module, name: str, edits: list[tuple[str, str]],
@@ -418,10 +431,8 @@ def _percentages_resolved_inline() -> None:
                                                           (_PERCENT_HEIGHTS, _resolved_inline(_PERCENT_HEIGHTS, "        "))])
     if function is None:
         return
-    for name in _PERCENT_CALLERS:
-        module = importlib.import_module(f"weasyprint.layout.{name}")
-        if getattr(module, "resolve_percentages", None) is original:
-            module.resolve_percentages = function
+    _put_where([importlib.import_module(f"weasyprint.layout.{name}") for name in _PERCENT_CALLERS],
+               "resolve_percentages", original, function)
 
 
 _PERCENT_CALLERS = ("percent", "inline", "page", "float", "grid", "absolute", "block", "column", "table")
@@ -533,9 +544,7 @@ def _subsets_kept() -> None:
             _SUBSETS[key] = self.file_content
         return result
 
-    subset.carepress = True
-    subset.original = original
-    fonts.Font.subset = subset
+    fonts.Font.subset = _ours(subset, original)
 
 
 SUBSETS_KEPT_AT_MOST = 64
@@ -607,10 +616,8 @@ def _svg_drawings_kept() -> None:
                          tuple(getattr(stream, name) for name in _SVG_STATE))
         return result
 
-    draw.carepress = True
-    draw.original = original
+    images.SVGImage.draw = _ours(draw, original)
     draw.kept = kept
-    images.SVGImage.draw = draw
 
 
 def _page_styles_shared() -> None:
@@ -650,9 +657,7 @@ def _page_styles_shared() -> None:
         for pseudo_type, style in found:
             computed[page_type, pseudo_type] = style
 
-    set_page_type_computed_styles.carepress = True
-    set_page_type_computed_styles.original = original
-    page.set_page_type_computed_styles = set_page_type_computed_styles
+    page.set_page_type_computed_styles = _ours(set_page_type_computed_styles, original)
 
 
 def _dictionaries_written_directly() -> None:
@@ -684,9 +689,7 @@ def _dictionaries_written_directly() -> None:
             if child.__class__ is str or child.__class__ is int else to_bytes(child) for child in self]) + b"]"
 
     for owner, made in ((pydyf.Dictionary, dictionary_data), (pydyf.Array, array_data)):
-        made.carepress = True
-        made.original = owner.data
-        owner.data = property(made)
+        owner.data = property(_ours(made, owner.data))
 
 
 def _objects_serialised_once() -> None:
@@ -883,11 +886,7 @@ def _struts_kept() -> None:
                 pass
         return kept
 
-    strut.carepress = True
-    strut.original = original
-    for module in (line_break, inline, units, computed_values):  # each calls it by its own name
-        if getattr(module, "strut", None) is original:
-            module.strut = strut
+    _put_where((line_break, inline, units, computed_values), "strut", original, _ours(strut, original))
 
 
 # Where WeasyPrint's split_first_line, having broken a line, lays out the line again with the next
@@ -987,9 +986,7 @@ def _retries_only_where_a_word_might_fit() -> None:
                           names={"CANNOT_FIT": _cannot_fit, "SHORT_TEXT_RATIO": SHORT_TEXT_RATIO})
     if function is None:
         return
-    for module in (line_break, inline, preferred):  # each calls it by its own name
-        if getattr(module, "split_first_line", None) is original:
-            module.split_first_line = function
+    _put_where((line_break, inline, preferred), "split_first_line", original, function)
 
 
 # Every style value WeasyPrint's line breaking reads (text/line_break.py and the font description
@@ -1050,12 +1047,9 @@ def _lines_kept() -> None:
         layout.__dict__.update(found[1])
         return (layout, *found[2:])
 
-    split_first_line.carepress = True
-    split_first_line.original = original
+    _ours(split_first_line, original)
     split_first_line.kept = kept
-    for module in (line_break, inline, preferred):  # each calls it by its own name
-        if getattr(module, "split_first_line", None) is original:
-            module.split_first_line = split_first_line
+    _put_where((line_break, inline, preferred), "split_first_line", original, split_first_line)
 
 
 def _read_from_the_tree() -> None:
@@ -1085,10 +1079,8 @@ def _read_from_the_tree() -> None:
             return iter(())
         return sheets(wrapper_element, *args, **kwargs)
 
-    for made, original in ((get_html_metadata, metadata), (find_stylesheets, sheets)):
-        made.carepress = True
-        made.original = original
-    document.get_html_metadata, css.find_stylesheets = get_html_metadata, find_stylesheets
+    document.get_html_metadata = _ours(get_html_metadata, metadata)
+    css.find_stylesheets = _ours(find_stylesheets, sheets)
 
 
 PARAGRAPH_SEPARATORS = "\n\r\x0b\x0c\x85\u2028\u2029"
@@ -1130,10 +1122,8 @@ def _layouts_kept_to_draw() -> None:
             return
         reactivate(self, style)
 
-    for made, original in ((kept_deactivate, deactivate), (kept_reactivate, reactivate)):
-        made.carepress = True
-        made.original = original
-    layout_class.deactivate, layout_class.reactivate = kept_deactivate, kept_reactivate
+    layout_class.deactivate = _ours(kept_deactivate, deactivate)
+    layout_class.reactivate = _ours(kept_reactivate, reactivate)
 
 
 # Where WeasyPrint's ComputedStyle.__missing__ (a property's computed value, the first time it is
