@@ -19,6 +19,7 @@ from . import cache
 from .collector import paused
 from .diagnostics import CarepressError, Diagnostic, Severity, error, fails
 from .formats import BuildContext, Pending, Workers, free_spared, resolve, settle
+from .stack import roomy
 from .writer import Publication, prune, publish, remove
 
 if TYPE_CHECKING:  # loaded lazily: an up-to-date build never imports pydantic or the renderers
@@ -124,7 +125,7 @@ def build(
     # many objects and little cyclic garbage, and the collector's passes cost a one-topic
     # rebuild's process about a tenth of a second.
     with _writing(out), paused():
-        return _build_into(inputs, formats, out, strict, options, progress, use_cache, execution, workers)
+        return roomy(_build_into, inputs, formats, out, strict, options, progress, use_cache, execution, workers)
 
 
 @contextmanager
