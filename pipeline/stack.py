@@ -8,13 +8,14 @@ great many calls, if its depth goes up and down across a chunk's end: where that
 depends on how deep the code started. A worker process's PDFs started where it did, at about
 190,000 page faults each per cold build of the 1,000 synthetic topics (perf: 3.3% of the build's
 CPU in page faults and ``munmap``, under ``_PyThreadState_BumpFramePointerSlow``); rendering 96
-handouts in one process from each of ten depths took 1.6 to 7 page faults per handout and
-2.03 to 2.23 CPU-s.
+handouts in one process from each of ten depths took 1,900 to 14,500 page faults (20 to 150 a
+handout) and 2.03 to 2.23 CPU-s.
 
-:func:`roomy` calls a function from a frame so large (33,000 local variables that are never
-set) that Python gives it a chunk of its own of 512 KiB, and the calls under it use the 260 KiB
-left after it: none of them maps a chunk (the same 96 handouts: 69 page faults in all, 1.96
-CPU-s). The chunk is mapped and unmapped once per call of :func:`roomy`.
+:func:`roomy` calls a function from a frame so large (its code claims room for 33,000 values
+more on its evaluation stack, never used) that Python gives it a chunk of its own of 512 KiB,
+and the calls under it use the 260 KiB left after it: none of them maps a chunk (the same 96
+handouts: 69 page faults in all, 1.96 CPU-s). The chunk is mapped and unmapped once per call of
+:func:`roomy` (about 12 microseconds).
 """
 
 from __future__ import annotations
