@@ -23,13 +23,11 @@ from __future__ import annotations
 _ROOM = 33_000  # slots of the frame itself: its chunk is 65,536 slots (the next power of two)
 
 
-def _roomy(fn, /, *args, **kwargs):
+def roomy(fn, /, *args, **kwargs):
     """``fn(*args, **kwargs)``, called where the calls under it have room (see the module)."""
     return fn(*args, **kwargs)
 
 
 # the same function with room for 33,000 more values on its evaluation stack, never used: Python
 # sizes a frame by its code's stack size but, unlike its local variables, does not clear that room
-_roomy.__code__ = _roomy.__code__.replace(co_stacksize=_roomy.__code__.co_stacksize + _ROOM)
-
-roomy = _roomy
+roomy.__code__ = roomy.__code__.replace(co_stacksize=roomy.__code__.co_stacksize + _ROOM)
